@@ -1,0 +1,51 @@
+# The two commands a newcomer needs: `make run` and `make test`. Everything else is a helper.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON_SYSTEM ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SERVICES := deploy/local/services.sh
+export PYTHON := $(abspath $(PY))
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON_SYSTEM) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create the virtualenv and install the project (only when missing or changed)
+
+services-up: install ## Start local Kafka and PostgreSQL (or use KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL)
+	@bash $(SERVICES) up
+
+services-down: ## Stop only the Kafka and PostgreSQL that deploy/local started
+	@bash $(SERVICES) down
+
+run: services-up ## Start the ledger in the foreground (Ctrl-C stops it)
+	@eval "export $$(bash $(SERVICES) status | tail -n 1)" && exec $(VENV)/bin/ledger run
+
+test: services-up ## Install what is missing, start services, run every test
+	@eval "export $$(bash $(SERVICES) status | tail -n 1)" && \
+	  $(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+test-unit: install ## Unit tests only (in memory, no services)
+	$(PY) -m pytest -p no:cacheprovider tests/unit $(PYTEST_ARGS)
+
+lint: install ## ruff (lint and format check) and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+fmt: install ## Format and autofix
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench-core: services-up ## Micro-benchmark of the core's batch entry point on PostgreSQL (100k commands)
+	@eval "export $$(bash $(SERVICES) status | tail -n 1)" && $(PY) -m tests.bench.core_batch
+
+.PHONY: help install services-up services-down run test test-unit lint fmt bench-core

@@ -1,0 +1,339 @@
+"""The ledger application: a batch of commands in, their results out, one transaction.
+
+`Ledger.handle_batch` is the core's entry point. For a batch it
+1. reads the request records of every requestId it does not remember (one query),
+2. brings every cached book the batch names up to date (one query), loads the others,
+3. runs each command in order against the books in memory (later commands see the
+   effects of earlier ones), collecting events in command order,
+4. saves every event of the batch, request records included, in ONE store
+   transaction, and only then updates its caches and answers.
+A lost optimistic-concurrency race (another process wrote a stream first)
+raises IntegrityError at step 4: the batch forgets everything it touched and
+runs again from step 1 on fresh state, so no update is ever lost.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar, cast
+from uuid import UUID, uuid5
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError
+
+from ledger.book import AgentBook
+from ledger.bounds import (
+    BATCH_COMMANDS_MAX,
+    BATCH_SAVE_ATTEMPTS_MAX,
+    BOOKS_CACHED_MAX,
+    REQUESTS_CACHED_MAX,
+)
+from ledger.commands import Command, CreateAgent, InvalidCommand, TransferPoints
+from ledger.domain import NAMESPACE, Issuance, RequestHandled, SameAsOriginal, UserDirectory
+from ledger.errors import Code, LedgerError
+from ledger.handlers import HANDLERS
+from ledger.results import Result
+from ledger.store import queries_for
+
+__all__ = ["Ledger", "RequestRecord"]
+
+A = TypeVar("A", bound=Aggregate)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """What the ledger remembers of a requestId: its payload fingerprint and answer."""
+
+    fingerprint: str
+    result: Result
+
+
+class _LRU(OrderedDict[Any, Any]):
+    def __init__(self, maxsize: int) -> None:
+        super().__init__()
+        self.maxsize = maxsize
+
+    def put(self, key: Any, value: Any) -> None:
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > self.maxsize:
+            self.popitem(last=False)
+
+
+class _Batch:
+    """The unit of work of one batch: aggregates it touched and events in command order."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.touched: dict[UUID, Aggregate] = {}
+        self.current: list[Aggregate] = []  # touched by the command being run
+        self.events: list[Any] = []
+
+    def _use(self, aggregate: A) -> A:
+        self.touched[aggregate.id] = aggregate
+        self.current.append(aggregate)
+        return aggregate
+
+    def _get(self, stream_id: UUID, cls: type[A]) -> A | None:
+        # Aggregates created earlier in this batch are not in the store yet.
+        touched = self.touched.get(stream_id)
+        if touched is not None:
+            assert isinstance(touched, cls)
+            return self._use(touched)
+        found = self.ledger.aggregate(stream_id, cls)
+        return None if found is None else self._use(found)
+
+    def book(self, code: str) -> AgentBook | None:
+        return self._get(AgentBook.create_id(code), AgentBook)
+
+    def add_book(self, book: AgentBook) -> None:
+        self._use(book)
+
+    def directory(self) -> UserDirectory:
+        directory = self._get(UserDirectory.STREAM_ID, UserDirectory)
+        return directory if directory is not None else self._use(UserDirectory())
+
+    def issuance(self, currency: str) -> Issuance:
+        issuance = self._get(Issuance.create_id(currency), Issuance)
+        return issuance if issuance is not None else self._use(Issuance(currency))
+
+    def collect(self) -> list[Any]:
+        """Take the events the last command triggered, its primary event first."""
+        new = [event for aggregate in self.current for event in aggregate.collect_events()]
+        self.current.clear()
+        new.sort(key=lambda event: not isinstance(event, PRIMARY_EVENTS))
+        self.events.extend(new)
+        return new
+
+
+# The event that records a command: its postings, or the agent or user it created.
+# The other streams a command touches (the receiving book of a transfer, the
+# issuance account, the user directory) get secondary events.
+PRIMARY_EVENTS = (AgentBook.Posted, AgentBook.AgentCreated, AgentBook.UserRegistered)
+
+
+class Ledger(Application[UUID]):
+    """The event-sourced ledger. Persistence comes from the environment
+    (PERSISTENCE_MODULE, POSTGRES_*), in memory when none is set."""
+
+    name = "ledger"
+
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        super().__init__(env)
+        self._aggregates: _LRU = _LRU(BOOKS_CACHED_MAX)
+        self._requests: _LRU = _LRU(REQUESTS_CACHED_MAX)
+        self._queries = queries_for(self.recorder)
+
+    # ----------------------------------------------------------------- reads
+
+    def aggregate(self, stream_id: UUID, cls: type[A]) -> A | None:
+        """The aggregate from the cache, else from the store; None if it has no events."""
+        cached = self._aggregates.get(stream_id)
+        if cached is None:
+            try:
+                cached = self.repository.get(stream_id)
+            except AggregateNotFoundError:
+                return None
+            self._aggregates.put(stream_id, cached)
+        assert isinstance(cached, cls)
+        return cached
+
+    def book(self, code: str) -> AgentBook | None:
+        """An agent's book as this process knows it (for reads and tests)."""
+        return self.aggregate(AgentBook.create_id(code), AgentBook)
+
+    def request(self, request_id: str) -> RequestRecord | None:
+        """The record of a requestId, from memory or the store."""
+        return self._load_requests([request_id]).get(request_id)
+
+    # ----------------------------------------------------------------- write
+
+    def handle(self, command: Command) -> Result:
+        return self.handle_batch([command])[0]
+
+    def handle_batch(self, commands: Sequence[Command]) -> list[Result]:
+        """Apply commands in order; one result each; all events in one transaction.
+
+        Raises only for infrastructure failures (the store is down, or the
+        concurrency race was lost BATCH_SAVE_ATTEMPTS_MAX times); then nothing
+        of the batch was recorded and it may be retried whole.
+        """
+        assert len(commands) <= BATCH_COMMANDS_MAX, "the caller must bound its batches"
+        for _attempt in range(BATCH_SAVE_ATTEMPTS_MAX):
+            batch = _Batch(self)
+            try:
+                return self._run(batch, commands)
+            except IntegrityError:
+                self._forget(batch)
+            except BaseException:
+                self._forget(batch)
+                raise
+        raise RuntimeError("the batch lost the optimistic-concurrency race too often")
+
+    def _forget(self, batch: _Batch) -> None:
+        """Drop every aggregate the failed batch touched: their memory is ahead of the store."""
+        for stream_id in batch.touched:
+            self._aggregates.pop(stream_id, None)
+
+    def _run(self, batch: _Batch, commands: Sequence[Command]) -> list[Result]:
+        known = self._load_requests([c.request_id for c in commands])
+        self._refresh(commands)
+        now_ms = int(time.time() * 1000)
+        results: list[Result] = []
+        records: dict[str, RequestRecord] = {}
+        primaries: list[tuple[int, Any]] = []  # (result index, primary event)
+        for command in commands:
+            seen = records.get(command.request_id) or known.get(command.request_id)
+            if seen is not None:
+                results.append(self._repeat(command, seen, now_ms))
+                continue
+            result, primary = self._apply(batch, command, records)
+            records[command.request_id] = RequestRecord(command.fingerprint(), result)
+            if primary is not None:
+                primaries.append((len(results), primary))
+            results.append(replace(result, processed_at_ms=now_ms))
+        return self._save(batch, results, records, primaries)
+
+    def _apply(
+        self, batch: _Batch, command: Command, records: dict[str, RequestRecord]
+    ) -> tuple[Result, Any]:
+        """Run one new command; returns its result and its primary event, if accepted."""
+        try:
+            if isinstance(command, InvalidCommand):
+                return _refused(command, Code(command.code), command.message), None
+            result = HANDLERS[type(command)](batch, command)
+        except LedgerError as error:
+            assert not batch.collect(), "a refused command must not trigger events"
+            return _refused(command, error.code, error.message), None
+        except SameAsOriginal as repeat:
+            assert not batch.collect(), "a repeated command must not trigger events"
+            original = (
+                records.get(repeat.request_id)
+                or self._load_requests([repeat.request_id])[repeat.request_id]
+            )
+            return replace(original.result, request_id=command.request_id, duplicate=True), None
+        events = batch.collect()
+        if result.code != Code.OK or not events:
+            return result, None
+        primary = events[0]
+        assert isinstance(primary, PRIMARY_EVENTS), primary
+        event_id = str(uuid5(NAMESPACE, f"{primary.originator_id}/{primary.originator_version}"))
+        return replace(result, event_id=event_id), primary
+
+    @staticmethod
+    def _repeat(command: Command, seen: RequestRecord, now_ms: int) -> Result:
+        if seen.fingerprint != command.fingerprint():
+            return _refused(
+                command,
+                Code.IDEMPOTENCY_CONFLICT,
+                "this requestId was used before with another payload",
+                processed_at_ms=now_ms,
+            )
+        return replace(seen.result, duplicate=True, processed_at_ms=now_ms)
+
+    def _save(
+        self,
+        batch: _Batch,
+        results: list[Result],
+        records: dict[str, RequestRecord],
+        primaries: list[tuple[int, Any]],
+    ) -> list[Result]:
+        primary_of = {results[index].request_id: event for index, event in primaries}
+        request_events = []
+        for request_id, record in records.items():
+            primary = primary_of.get(request_id)
+            book_ref = (
+                None if primary is None else [primary.originator_id.hex, primary.originator_version]
+            )
+            request_events.append(
+                RequestHandled.record(
+                    request_id, record.fingerprint, record.result.outcome(), book_ref
+                )
+            )
+        recordings = self.save(*batch.events, *request_events)
+        sequence_of = {id(r.domain_event): r.notification.id for r in recordings}
+        sequence_by_event_id = {
+            results[index].event_id: sequence_of[id(event)] for index, event in primaries
+        }
+        # Repeats inside this batch share the event id of the command they repeat.
+        results = [
+            replace(r, sequence=sequence_by_event_id[r.event_id])
+            if r.sequence is None and r.event_id in sequence_by_event_id
+            else r
+            for r in results
+        ]
+        for aggregate in batch.touched.values():
+            self._aggregates.put(aggregate.id, aggregate)
+        for result in results:
+            first = records.pop(result.request_id, None)
+            if first is not None:  # the first answer to a new requestId
+                kept = replace(result, duplicate=False, processed_at_ms=0)
+                self._requests.put(result.request_id, RequestRecord(first.fingerprint, kept))
+        return results
+
+    # --------------------------------------------------------------- helpers
+
+    def _load_requests(self, request_ids: Sequence[str]) -> dict[str, RequestRecord]:
+        """Records of the given requestIds: cached ones, plus one store query for the rest."""
+        found: dict[str, RequestRecord] = {}
+        missing: dict[UUID, str] = {}
+        for request_id in request_ids:
+            record = self._requests.get(request_id)
+            if record is not None:
+                found[request_id] = record
+            else:
+                missing[RequestHandled.stream_id(request_id)] = request_id
+        if not missing:
+            return found
+        stored = self._queries.first_events(list(missing))
+        events = [cast(RequestHandled, self.mapper.to_domain_event(s)) for s in stored.values()]
+        refs = {e.request_id: (UUID(e.book_ref[0]), e.book_ref[1]) for e in events if e.book_ref}
+        sequences = self._queries.sequences(refs.values())
+        for event in events:
+            result = Result(request_id=event.request_id, **event.outcome)
+            ref = refs.get(event.request_id)
+            if ref is not None:
+                result = replace(result, sequence=sequences[ref])
+            record = RequestRecord(event.fingerprint, result)
+            self._requests.put(event.request_id, record)
+            found[event.request_id] = record
+        return found
+
+    def _refresh(self, commands: Sequence[Command]) -> None:
+        """Bring the cached aggregates this batch will read up to the store's state.
+
+        Another process may have written to them (a transfer from a parent on
+        another partition, a rebalance); one query fetches what they missed.
+        """
+        stream_ids = {UserDirectory.STREAM_ID}
+        for command in commands:
+            stream_ids.add(AgentBook.create_id(command.agent_code))
+            if isinstance(command, TransferPoints):
+                stream_ids.add(AgentBook.create_id(command.to_agent_code))
+            elif isinstance(command, CreateAgent) and command.parent_code is not None:
+                stream_ids.add(AgentBook.create_id(command.parent_code))
+        versions = {}
+        for stream_id in stream_ids:
+            cached = self._aggregates.get(stream_id)
+            if cached is not None:
+                versions[stream_id] = cached.version
+        for stored in self._queries.events_after(versions):
+            aggregate = self._aggregates[stored.originator_id]
+            event = cast(Aggregate.Event, self.mapper.to_domain_event(stored))
+            event.mutate(aggregate)
+
+
+def _refused(command: Command, code: Code, message: str, processed_at_ms: int = 0) -> Result:
+    raw_type = command.raw_type if isinstance(command, InvalidCommand) else command.type_name
+    return Result(
+        request_id=command.request_id,
+        type=raw_type,
+        agent_code=command.agent_code,
+        code=code,
+        message=message,
+        processed_at_ms=processed_at_ms,
+    )

@@ -1,0 +1,167 @@
+"""Commands: what a platform asks the ledger to do (imperative, frozen).
+
+These are the core's own types, decoded from the wire by the edge. Values are
+kept as the caller sent them (amounts as decimal text, codes as strings) and
+validated by the handlers, which know the agent's currency. `timestamp_ms` is
+the caller's clock, informational only, and not part of the idempotency
+fingerprint: a retry with a fresher timestamp is the same request.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any, ClassVar
+
+import orjson
+
+__all__ = [
+    "Bet",
+    "Command",
+    "CreateAgent",
+    "CreateUser",
+    "Deposit",
+    "InvalidCommand",
+    "IssuePoints",
+    "Refund",
+    "TransferPoints",
+    "Win",
+    "Withdraw",
+]
+
+_NOT_FINGERPRINTED = frozenset({"timestamp_ms"})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Command:
+    """Common fields of every command; `type_name` is the canonical wire `type`."""
+
+    type_name: ClassVar[str] = ""
+    request_id: str
+    agent_code: str
+    timestamp_ms: int | None = None
+
+    def fingerprint(self) -> str:
+        """SHA-256 over the canonical payload: equal for an exact retry, different otherwise.
+
+        Amounts are compared by value ("12.5" equals "12.50"); text that is not a
+        number is compared as sent.
+        """
+        payload: dict[str, Any] = {"type": self.type_name}
+        for field in dataclasses.fields(self):
+            if field.name in _NOT_FINGERPRINTED:
+                continue
+            value = getattr(self, field.name)
+            if field.name == "amount" and isinstance(value, str):
+                value = _normalised_amount(value)
+            payload[field.name] = value
+        return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def _normalised_amount(text: str) -> str:
+    try:
+        number = Decimal(text)
+    except InvalidOperation:
+        return text
+    return str(number.normalize()) if number.is_finite() else text
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CreateAgent(Command):
+    type_name: ClassVar[str] = "createAgent"
+    parent_code: str | None = None
+    currency: str
+    mode: str
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CreateUser(Command):
+    type_name: ClassVar[str] = "createUser"
+    name: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IssuePoints(Command):
+    type_name: ClassVar[str] = "issuePoints"
+    amount: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransferPoints(Command):
+    type_name: ClassVar[str] = "transferPoints"
+    to_agent_code: str
+    amount: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Deposit(Command):
+    type_name: ClassVar[str] = "deposit"
+    user_code: int
+    amount: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Withdraw(Command):
+    """Withdraw `amount`, or everything the player holds when `amount` is None."""
+
+    type_name: ClassVar[str] = "withdraw"
+    user_code: int
+    amount: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Bet(Command):
+    type_name: ClassVar[str] = "bet"
+    user_code: int
+    txn_id: str
+    round_id: str
+    amount: str
+    game_code: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Win(Command):
+    """A win; `kind` is one of game, bonus, jackpot, freespin, promotion (lower case).
+
+    `round_id` is required for game wins only; other kinds need no bet or round.
+    """
+
+    type_name: ClassVar[str] = "win"
+    user_code: int
+    txn_id: str
+    round_id: str | None = None
+    amount: str
+    kind: str = "game"
+    completed: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Refund(Command):
+    """Refund of the bet `txn_id`; `amount`, when given, must equal the bet."""
+
+    type_name: ClassVar[str] = "refund"
+    user_code: int
+    txn_id: str
+    amount: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InvalidCommand(Command):
+    """A message with a usable requestId that the edge could not decode into a command.
+
+    It is answered with `code` and remembered like any other rejection, so that
+    a later different payload under the same requestId is an idempotency conflict.
+    `payload_digest` is the SHA-256 of the raw message value.
+    """
+
+    type_name: ClassVar[str] = ""
+    raw_type: str
+    code: int
+    message: str
+    payload_digest: str
+
+    def fingerprint(self) -> str:
+        return self.payload_digest

@@ -1,0 +1,180 @@
+"""The domain model: aggregates whose methods are commands and whose events are facts.
+
+Aggregate boundaries (why they are cut this way is in the README):
+- AgentBook, one stream per agent: the agent's points wallet `agent:<code>`, its
+  house account `house:<code>`, its players `player:<userCode>`, their rounds
+  and transactions. Every game and cashier command touches exactly one book,
+  so one event records it, and optimistic concurrency on the book's version
+  guards every balance that command read.
+- UserDirectory, one stream: hands out ledger-unique integer userCodes and
+  knows which agent each player belongs to.
+- Issuance, one stream per currency: the `issuance` account, the source of points.
+- RequestHandled, one single-event stream per requestId: the idempotency record,
+  whose primary key makes a requestId impossible to apply twice, even from two
+  processes.
+
+A money event carries `postings` (debit account, credit account, amount_minor)
+and `balances`: the balance after it of every account of the command. Only the
+command's primary event carries the postings; the other streams it touched get
+an event with their new balance, so an auditor sums each posting exactly once.
+Guard checks raise `ledger.errors` before any event is triggered: a refused
+command leaves every aggregate as it was.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.domain import Aggregate, DomainEvent
+
+from ledger.bounds import BALANCE_MAX_MINOR, USER_CODE_FIRST
+from ledger.errors import (
+    BalanceLimitExceeded,
+)
+
+__all__ = [
+    "ISSUANCE",
+    "MODES",
+    "WIN_KINDS",
+    "Issuance",
+    "RequestHandled",
+    "SameAsOriginal",
+    "UserDirectory",
+    "agent_account",
+    "house_account",
+    "player_account",
+]
+
+NAMESPACE = uuid5(NAMESPACE_URL, "urn:ledger")
+ISSUANCE = "issuance"
+MODES = ("transfer", "seamless")
+WIN_KINDS = ("game", "bonus", "jackpot", "freespin", "promotion")
+USER_NAME = re.compile(r"[A-Za-z0-9_]{2,50}")
+
+# A posting moves `amount_minor` from the debit account to the credit account.
+Posting = list[Any]  # [debit_account: str, credit_account: str, amount_minor: int]
+
+
+def agent_account(code: str) -> str:
+    return f"agent:{code}"
+
+
+def house_account(code: str) -> str:
+    return f"house:{code}"
+
+
+def player_account(user_code: int) -> str:
+    return f"player:{user_code}"
+
+
+class SameAsOriginal(Exception):
+    """Not an error: the command repeats an earlier one by content (txnId, name,
+    agentCode), so its answer is that request's result, marked duplicate."""
+
+    def __init__(self, request_id: str) -> None:
+        super().__init__(request_id)
+        self.request_id = request_id
+
+
+def credited(balance_minor: int, amount_minor: int) -> int:
+    """The balance after a credit; refused past the ceiling."""
+    after = balance_minor + amount_minor
+    if after > BALANCE_MAX_MINOR:
+        raise BalanceLimitExceeded("the balance would exceed 922,337,203,685,477 minor units")
+    return after
+
+
+def debited(balance_minor: int, amount_minor: int, shortfall: type[Exception] | None) -> int:
+    """The balance after a debit; `shortfall` is raised below zero (None: may go negative)."""
+    after = balance_minor - amount_minor
+    if shortfall is not None and after < 0:
+        raise shortfall("the balance is not enough")
+    if after < -BALANCE_MAX_MINOR:
+        raise BalanceLimitExceeded("the balance would exceed 922,337,203,685,477 minor units")
+    return after
+
+
+class RequestHandled(DomainEvent):
+    """The outcome of one requestId, accepted or refused; the only event of its stream.
+
+    `book_ref` names the primary event ([book id hex, version]) of an accepted
+    money command, from which the result's `sequence` is read back.
+    """
+
+    request_id: str
+    fingerprint: str
+    outcome: dict[str, Any]
+    book_ref: list[Any] | None
+
+    @staticmethod
+    def stream_id(request_id: str) -> UUID:
+        return uuid5(NAMESPACE, f"request:{request_id}")
+
+    @classmethod
+    def record(
+        cls, request_id: str, fingerprint: str, outcome: dict[str, Any], book_ref: list[Any] | None
+    ) -> RequestHandled:
+        """The event of a requestId's stream (version 1: there is never a second)."""
+        make: Any = cls  # the metaclass makes a dataclass; mypy cannot see its fields
+        event: RequestHandled = make(
+            originator_id=cls.stream_id(request_id),
+            originator_version=1,
+            timestamp=cls.create_timestamp(),
+            request_id=request_id,
+            fingerprint=fingerprint,
+            outcome=outcome,
+            book_ref=book_ref,
+        )
+        return event
+
+
+class UserDirectory(Aggregate):
+    """Ledger-unique userCodes and the agent each player belongs to."""
+
+    STREAM_ID = uuid5(NAMESPACE, "users")
+
+    @staticmethod
+    def create_id() -> UUID:
+        return UserDirectory.STREAM_ID
+
+    def __init__(self) -> None:
+        self.next_user_code = USER_CODE_FIRST
+        self.agent_of: dict[str, str] = {}
+
+    class UserCodeAssigned(Aggregate.Event):
+        request_id: str
+        user_code: int
+        agent_code: str
+
+        def apply(self, aggregate: UserDirectory) -> None:
+            aggregate.agent_of[str(self.user_code)] = self.agent_code
+            aggregate.next_user_code = self.user_code + 1
+
+    def assign(self, request_id: str, agent_code: str) -> int:
+        user_code = self.next_user_code
+        self.trigger_event(
+            self.UserCodeAssigned, request_id=request_id, user_code=user_code, agent_code=agent_code
+        )
+        return user_code
+
+
+class Issuance(Aggregate):
+    """The `issuance` account of one currency: minus every point ever issued in it."""
+
+    @staticmethod
+    def create_id(currency: str) -> UUID:
+        return uuid5(NAMESPACE, f"issuance:{currency}")
+
+    def __init__(self, currency: str) -> None:
+        self.currency = currency
+        self.balance_minor = 0
+
+    class Issued(Aggregate.Event):
+        request_id: str
+        agent_code: str
+        balances: dict[str, int]
+
+        def apply(self, aggregate: Issuance) -> None:
+            aggregate.balance_minor = self.balances[ISSUANCE]

@@ -1,0 +1,123 @@
+"""Batch reads the write path needs, one query per batch, for each kind of store.
+
+eventsourcing reads one stream per call. A batch of thousands of commands needs
+three questions answered for many streams at once: which requestIds already
+have a record, which cached books moved on (another process wrote), and which
+notification id (global sequence) a recorded event got. PostgreSQL answers
+each with one indexed query; the in-memory store answers from its own index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
+from uuid import UUID
+
+from eventsourcing.persistence import ApplicationRecorder, StoredEvent
+
+__all__ = ["StoreQueries", "queries_for"]
+
+Ref = tuple[UUID, int]
+
+
+class StoreQueries(Protocol):
+    def first_events(self, stream_ids: Sequence[UUID]) -> dict[UUID, StoredEvent]:
+        """The version-1 event of each stream that has one."""
+
+    def events_after(self, versions: dict[UUID, int]) -> list[StoredEvent]:
+        """Every event newer than the given version of its stream, in stream order."""
+
+    def sequences(self, refs: Iterable[Ref]) -> dict[Ref, int]:
+        """The notification id (global sequence) of each recorded (stream, version)."""
+
+
+class GenericQueries:
+    """Any recorder: one call per stream. Used with the in-memory store."""
+
+    def __init__(self, recorder: ApplicationRecorder) -> None:
+        self.recorder = recorder
+
+    def first_events(self, stream_ids: Sequence[UUID]) -> dict[UUID, StoredEvent]:
+        found: dict[UUID, StoredEvent] = {}
+        for stream_id in stream_ids:
+            events = self.recorder.select_events(stream_id, lte=1, limit=1)
+            if events:
+                found[stream_id] = events[0]
+        return found
+
+    def events_after(self, versions: dict[UUID, int]) -> list[StoredEvent]:
+        newer: list[StoredEvent] = []
+        for stream_id, version in versions.items():
+            newer.extend(self.recorder.select_events(stream_id, gt=version))
+        return newer
+
+    def sequences(self, refs: Iterable[Ref]) -> dict[Ref, int]:
+        # The in-memory recorder keeps (stream -> version -> list index); the
+        # notification id is that index plus one.
+        index: dict[str, dict[int, int]] = self.recorder._stored_events_index  # type: ignore[attr-defined]
+        return {ref: index[str(ref[0])][ref[1]] + 1 for ref in refs if ref[1] in index[str(ref[0])]}
+
+
+class PostgresQueries:
+    """One statement per question against the application's events table."""
+
+    def __init__(self, recorder: Any) -> None:
+        self.datastore = recorder.datastore
+        table = f'"{self.datastore.schema}"."{recorder.events_table_name}"'
+        self.sql_first = (
+            "SELECT originator_id, originator_version, topic, state FROM " + table + " "
+            "WHERE originator_id = ANY(%s) AND originator_version = 1"
+        )
+        self.sql_after = (
+            "SELECT e.originator_id, e.originator_version, e.topic, e.state FROM " + table + " e "
+            "JOIN unnest(%s::uuid[], %s::bigint[]) AS c(id, v) "
+            "ON e.originator_id = c.id AND e.originator_version > c.v "
+            "ORDER BY e.originator_id, e.originator_version"
+        )
+        self.sql_sequences = (
+            "SELECT e.originator_id, e.originator_version, e.notification_id FROM " + table + " e "
+            "JOIN unnest(%s::uuid[], %s::bigint[]) AS c(id, v) "
+            "ON e.originator_id = c.id AND e.originator_version = c.v"
+        )
+
+    def _rows(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(sql, params, prepare=True)
+            return list(curs.fetchall())
+
+    @staticmethod
+    def _stored(row: Any) -> StoredEvent:
+        return StoredEvent(
+            originator_id=row["originator_id"],
+            originator_version=row["originator_version"],
+            topic=row["topic"],
+            state=bytes(row["state"]),
+        )
+
+    def first_events(self, stream_ids: Sequence[UUID]) -> dict[UUID, StoredEvent]:
+        if not stream_ids:
+            return {}
+        rows = self._rows(self.sql_first, (list(stream_ids),))
+        return {row["originator_id"]: self._stored(row) for row in rows}
+
+    def events_after(self, versions: dict[UUID, int]) -> list[StoredEvent]:
+        if not versions:
+            return []
+        rows = self._rows(self.sql_after, (list(versions), list(versions.values())))
+        return [self._stored(row) for row in rows]
+
+    def sequences(self, refs: Iterable[Ref]) -> dict[Ref, int]:
+        refs = list(refs)
+        if not refs:
+            return {}
+        rows = self._rows(self.sql_sequences, ([r[0] for r in refs], [r[1] for r in refs]))
+        return {
+            (row["originator_id"], row["originator_version"]): row["notification_id"]
+            for row in rows
+        }
+
+
+def queries_for(recorder: ApplicationRecorder) -> StoreQueries:
+    if type(recorder).__module__ == "eventsourcing.postgres":
+        return PostgresQueries(recorder)
+    return GenericQueries(recorder)
