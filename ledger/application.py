@@ -23,7 +23,7 @@ from uuid import UUID, uuid5
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, Transcoder
 
 from ledger.book import AgentBook
 from ledger.bounds import (
@@ -37,7 +37,7 @@ from ledger.domain import NAMESPACE, Issuance, RequestHandled, SameAsOriginal, U
 from ledger.errors import Code, LedgerError
 from ledger.handlers import HANDLERS
 from ledger.results import Result
-from ledger.store import queries_for
+from ledger.store import OrjsonTranscoder, queries_for
 
 __all__ = ["Ledger", "RequestRecord"]
 
@@ -122,6 +122,9 @@ class Ledger(Application[UUID]):
 
     name = "ledger"
 
+    def construct_transcoder(self) -> Transcoder:
+        return OrjsonTranscoder()
+
     def __init__(self, env: dict[str, str] | None = None) -> None:
         super().__init__(env)
         self._aggregates: _LRU = _LRU(BOOKS_CACHED_MAX)
@@ -147,7 +150,7 @@ class Ledger(Application[UUID]):
         return self.aggregate(AgentBook.create_id(code), AgentBook)
 
     def request(self, request_id: str) -> RequestRecord | None:
-        """The record of a requestId, from memory or the store."""
+        """The record of a requestId (fingerprint and first answer), from memory or the store."""
         return self._load_requests([request_id]).get(request_id)
 
     # ----------------------------------------------------------------- write
@@ -180,49 +183,53 @@ class Ledger(Application[UUID]):
             self._aggregates.pop(stream_id, None)
 
     def _run(self, batch: _Batch, commands: Sequence[Command]) -> list[Result]:
-        known = self._load_requests([c.request_id for c in commands])
+        stream_ids = [RequestHandled.stream_id(c.request_id) for c in commands]
+        known = self._load_requests([c.request_id for c in commands], stream_ids)
         self._refresh(commands)
         now_ms = int(time.time() * 1000)
         results: list[Result] = []
         records: dict[str, RequestRecord] = {}
-        primaries: list[tuple[int, Any]] = []  # (result index, primary event)
+        primaries: dict[str, Any] = {}  # event id -> primary event of this batch
         for command in commands:
             seen = records.get(command.request_id) or known.get(command.request_id)
             if seen is not None:
                 results.append(self._repeat(command, seen, now_ms))
                 continue
-            result, primary = self._apply(batch, command, records)
+            result = self._apply(batch, command, records, primaries)
+            result.processed_at_ms = now_ms
             records[command.request_id] = RequestRecord(command.fingerprint(), result)
-            if primary is not None:
-                primaries.append((len(results), primary))
-            results.append(replace(result, processed_at_ms=now_ms))
+            results.append(result)
         return self._save(batch, results, records, primaries)
 
     def _apply(
-        self, batch: _Batch, command: Command, records: dict[str, RequestRecord]
-    ) -> tuple[Result, Any]:
-        """Run one new command; returns its result and its primary event, if accepted."""
+        self,
+        batch: _Batch,
+        command: Command,
+        records: dict[str, RequestRecord],
+        primaries: dict[str, Any],
+    ) -> Result:
+        """Run one new command and answer it; an accepted one gets its event id."""
         try:
             if isinstance(command, InvalidCommand):
-                return _refused(command, Code(command.code), command.message), None
+                return _refused(command, Code(command.code), command.message)
             result = HANDLERS[type(command)](batch, command)
         except LedgerError as error:
             assert not batch.collect(), "a refused command must not trigger events"
-            return _refused(command, error.code, error.message), None
+            return _refused(command, error.code, error.message)
         except SameAsOriginal as repeat:
             assert not batch.collect(), "a repeated command must not trigger events"
-            original = (
-                records.get(repeat.request_id)
-                or self._load_requests([repeat.request_id])[repeat.request_id]
-            )
-            return replace(original.result, request_id=command.request_id, duplicate=True), None
+            original = records.get(repeat.request_id) or self.request(repeat.request_id)
+            assert original is not None, "the original of a repeat is always recorded"
+            return replace(original.result, request_id=command.request_id, duplicate=True)
         events = batch.collect()
-        if result.code != Code.OK or not events:
-            return result, None
-        primary = events[0]
-        assert isinstance(primary, PRIMARY_EVENTS), primary
-        event_id = str(uuid5(NAMESPACE, f"{primary.originator_id}/{primary.originator_version}"))
-        return replace(result, event_id=event_id), primary
+        if result.code == Code.OK and events:
+            primary = events[0]
+            assert isinstance(primary, PRIMARY_EVENTS), primary
+            result.event_id = str(
+                uuid5(NAMESPACE, f"{primary.originator_id}/{primary.originator_version}")
+            )
+            primaries[result.event_id] = primary
+        return result
 
     @staticmethod
     def _repeat(command: Command, seen: RequestRecord, now_ms: int) -> Result:
@@ -240,12 +247,13 @@ class Ledger(Application[UUID]):
         batch: _Batch,
         results: list[Result],
         records: dict[str, RequestRecord],
-        primaries: list[tuple[int, Any]],
+        primaries: dict[str, Any],
     ) -> list[Result]:
-        primary_of = {results[index].request_id: event for index, event in primaries}
+        """Write the batch's events and request records in one transaction, then
+        fill in the sequences and remember what was written."""
         request_events = []
         for request_id, record in records.items():
-            primary = primary_of.get(request_id)
+            primary = primaries.get(record.result.event_id or "")
             book_ref = (
                 None if primary is None else [primary.originator_id.hex, primary.originator_version]
             )
@@ -254,39 +262,38 @@ class Ledger(Application[UUID]):
                     request_id, record.fingerprint, record.result.outcome(), book_ref
                 )
             )
-        recordings = self.save(*batch.events, *request_events)
+        recordings = self.events.put([*batch.events, *request_events])
         sequence_of = {id(r.domain_event): r.notification.id for r in recordings}
-        sequence_by_event_id = {
-            results[index].event_id: sequence_of[id(event)] for index, event in primaries
-        }
-        # Repeats inside this batch share the event id of the command they repeat.
-        results = [
-            replace(r, sequence=sequence_by_event_id[r.event_id])
-            if r.sequence is None and r.event_id in sequence_by_event_id
-            else r
-            for r in results
-        ]
+        sequences = {event_id: sequence_of[id(event)] for event_id, event in primaries.items()}
+        for index, result in enumerate(results):
+            if result.sequence is None and result.event_id in sequences:
+                if result.request_id in records:  # a new result, owned by this batch
+                    result.sequence = sequences[result.event_id]
+                else:  # a repeat of a command earlier in this batch
+                    results[index] = replace(result, sequence=sequences[result.event_id])
         for aggregate in batch.touched.values():
             self._aggregates.put(aggregate.id, aggregate)
-        for result in results:
-            first = records.pop(result.request_id, None)
-            if first is not None:  # the first answer to a new requestId
-                kept = replace(result, duplicate=False, processed_at_ms=0)
-                self._requests.put(result.request_id, RequestRecord(first.fingerprint, kept))
+        for request_id, record in records.items():
+            self._requests.put(request_id, record)
         return results
 
     # --------------------------------------------------------------- helpers
 
-    def _load_requests(self, request_ids: Sequence[str]) -> dict[str, RequestRecord]:
+    def _load_requests(
+        self, request_ids: Sequence[str], stream_ids: Sequence[UUID] | None = None
+    ) -> dict[str, RequestRecord]:
         """Records of the given requestIds: cached ones, plus one store query for the rest."""
         found: dict[str, RequestRecord] = {}
         missing: dict[UUID, str] = {}
-        for request_id in request_ids:
+        for n, request_id in enumerate(request_ids):
             record = self._requests.get(request_id)
             if record is not None:
                 found[request_id] = record
             else:
-                missing[RequestHandled.stream_id(request_id)] = request_id
+                stream_id = (
+                    RequestHandled.stream_id(request_id) if stream_ids is None else stream_ids[n]
+                )
+                missing[stream_id] = request_id
         if not missing:
             return found
         stored = self._queries.first_events(list(missing))

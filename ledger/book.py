@@ -7,11 +7,13 @@ then triggers exactly one event, so a refused command changes nothing.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate
 
+from ledger.bounds import BOOKS_CACHED_MAX
 from ledger.domain import (
     ISSUANCE,
     NAMESPACE,
@@ -46,6 +48,7 @@ class AgentBook(Aggregate):
     """An agent (broker, operator or casino site) and everything it holds."""
 
     @staticmethod
+    @functools.lru_cache(maxsize=BOOKS_CACHED_MAX)
     def create_id(code: str) -> UUID:
         return uuid5(NAMESPACE, f"agent:{code}")
 

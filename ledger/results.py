@@ -10,7 +10,7 @@ from ledger.errors import Code
 __all__ = ["Result"]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class Result:
     """One answer per command. Amounts are minor units of `currency`.
 
@@ -18,6 +18,10 @@ class Result:
     accepted money commands and agent/user creations have one. An idempotent
     repeat carries the original's code, amounts and sequence with
     `duplicate=True`.
+
+    A value object: the ledger fills in `event_id`, `sequence` and
+    `processed_at_ms` of a new result while it handles the batch; nothing may
+    change a result after `handle_batch` returned it.
     """
 
     request_id: str

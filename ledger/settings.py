@@ -54,4 +54,5 @@ def store_env(database_url: str, schema: str = "public", pool_size: int = 4) -> 
         "POSTGRES_CONNECT_TIMEOUT": "10",
         "POSTGRES_LOCK_TIMEOUT": "10",
         "CREATE_TABLE": "y",
+        "APPLICATION_RECORDER_TOPIC": "ledger.store:BinaryInsertRecorder",
     }
