@@ -130,6 +130,7 @@ class Ledger(Application[UUID]):
         self._aggregates: _LRU = _LRU(BOOKS_CACHED_MAX)
         self._requests: _LRU = _LRU(REQUESTS_CACHED_MAX)
         self._queries = queries_for(self.recorder)
+        self.races_lost = 0  # batches rerun after another writer got there first
 
     # ----------------------------------------------------------------- reads
 
@@ -171,6 +172,7 @@ class Ledger(Application[UUID]):
             try:
                 return self._run(batch, commands)
             except IntegrityError:
+                self.races_lost += 1
                 self._forget(batch)
             except BaseException:
                 self._forget(batch)

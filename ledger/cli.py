@@ -36,3 +36,7 @@ def run() -> None:
         asyncio.run(build_app(settings, ledger).run())
     finally:
         ledger.close()
+
+
+if __name__ == "__main__":
+    app()

@@ -10,10 +10,9 @@ each with one indexed query; the in-memory store answers from its own index.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
-
-from datetime import datetime
 
 import orjson
 from eventsourcing.persistence import ApplicationRecorder, StoredEvent, Transcoder
@@ -165,7 +164,9 @@ class BinaryInsertRecorder(PostgresApplicationRecorder):
             "RETURNING notification_id"
         )
 
-    def _insert_stored_events(self, curs: Any, stored_events: Sequence[StoredEvent], **_: Any) -> None:
+    def _insert_stored_events(
+        self, curs: Any, stored_events: Sequence[StoredEvent], **_: Any
+    ) -> None:
         self._lock_table(curs)
         self._notify_channel(curs)
         curs.execute(

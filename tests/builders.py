@@ -140,15 +140,15 @@ class Desk:
         points: str = "10000",
         player_funds: str | None = "100",
     ) -> tuple[str, int]:
-        """A broker B, an operator OP under it and a casino CA under that, with
+        """A broker BR, an operator OP under it and a casino CA under that, with
         points flowing down and one player `alice` at CA (funded in transfer mode).
         Returns (casino code, user code)."""
-        for code, parent in (("B", None), ("OP", "B"), ("CA", "OP")):
+        for code, parent in (("BR", None), ("OP", "BR"), ("CA", "OP")):
             assert self.create_agent(
                 code, parent, currency=currency, mode=mode if code == "CA" else "transfer"
             ).ok
-        assert self.issue("B", points).ok
-        assert self.transfer("B", "OP", points).ok
+        assert self.issue("BR", points).ok
+        assert self.transfer("BR", "OP", points).ok
         assert self.transfer("OP", "CA", points).ok
         user = self.create_user("CA", "alice")
         assert user.ok and user.user_code is not None

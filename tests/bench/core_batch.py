@@ -24,8 +24,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--commands", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=1_000)
-    parser.add_argument("--store", default=os.environ.get("DATABASE_URL",
-                        "postgresql://ledger:ledger@127.0.0.1:55432/ledger"))
+    parser.add_argument(
+        "--store",
+        default=os.environ.get("DATABASE_URL", "postgresql://ledger:ledger@127.0.0.1:55432/ledger"),
+    )
     args = parser.parse_args()
     schema = f"bench_{uuid.uuid4().hex[:8]}"
     ledger = Ledger(store_env(args.store, schema))
@@ -45,12 +47,16 @@ def main() -> None:
         with psycopg.connect(args.store, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     batch_ms.sort()
-    print(f"store: {'memory' if args.store == 'memory' else 'postgresql'}; "
-          f"commands: {len(commands)}; batch size: {args.batch}; events written: {events}")
+    print(
+        f"store: {'memory' if args.store == 'memory' else 'postgresql'}; "
+        f"commands: {len(commands)}; batch size: {args.batch}; events written: {events}"
+    )
     print(f"result codes: {dict(sorted(codes.items()))}")
     print(f"elapsed: {elapsed:.2f} s; throughput: {len(commands) / elapsed:,.0f} commands/s")
-    print(f"batch latency ms: p50 {batch_ms[len(batch_ms) // 2]:.1f}, "
-          f"p99 {batch_ms[int(len(batch_ms) * 0.99)]:.1f}, max {batch_ms[-1]:.1f}")
+    print(
+        f"batch latency ms: p50 {batch_ms[len(batch_ms) // 2]:.1f}, "
+        f"p99 {batch_ms[int(len(batch_ms) * 0.99)]:.1f}, max {batch_ms[-1]:.1f}"
+    )
 
 
 if __name__ == "__main__":

@@ -24,19 +24,23 @@ def casino_workload(
     made += 2
     operators = [f"OP{n}" for n in range(4)]
     for op in operators:
-        yield c.CreateAgent(request_id=rid(), agent_code=op, parent_code="BROKER", currency="USD",
-                            mode="transfer")
-        yield c.TransferPoints(request_id=rid(), agent_code="BROKER", to_agent_code=op,
-                               amount="200000000")
+        yield c.CreateAgent(
+            request_id=rid(), agent_code=op, parent_code="BROKER", currency="USD", mode="transfer"
+        )
+        yield c.TransferPoints(
+            request_id=rid(), agent_code="BROKER", to_agent_code=op, amount="200000000"
+        )
         made += 2
     players: list[tuple[str, int]] = []
     user_code = 1001
     for n in range(casinos):
         code, op = f"CASINO{n}", operators[n % len(operators)]
-        yield c.CreateAgent(request_id=rid(), agent_code=code, parent_code=op, currency="USD",
-                            mode="transfer")
-        yield c.TransferPoints(request_id=rid(), agent_code=op, to_agent_code=code,
-                               amount="4000000")
+        yield c.CreateAgent(
+            request_id=rid(), agent_code=code, parent_code=op, currency="USD", mode="transfer"
+        )
+        yield c.TransferPoints(
+            request_id=rid(), agent_code=op, to_agent_code=code, amount="4000000"
+        )
         made += 2
         for p in range(players_per_casino):
             yield c.CreateUser(request_id=rid(), agent_code=code, name=f"p{p}")
@@ -50,8 +54,14 @@ def casino_workload(
         round_no += 1
         txn, rnd = f"b{round_no}", f"r{round_no}"
         stake = f"{rng.randint(1, 500)}.{rng.randint(0, 99):02d}"
-        yield c.Bet(request_id=rid(), agent_code=code, user_code=user, txn_id=txn, round_id=rnd,
-                    amount=stake)
+        yield c.Bet(
+            request_id=rid(),
+            agent_code=code,
+            user_code=user,
+            txn_id=txn,
+            round_id=rnd,
+            amount=stake,
+        )
         made += 1
         if made >= commands_total:
             break
@@ -59,6 +69,12 @@ def casino_workload(
             yield c.Refund(request_id=rid(), agent_code=code, user_code=user, txn_id=txn)
         else:
             payout = f"{rng.randint(0, 900)}.{rng.randint(0, 99):02d}"
-            yield c.Win(request_id=rid(), agent_code=code, user_code=user, txn_id=f"w{round_no}",
-                        round_id=rnd, amount=payout)
+            yield c.Win(
+                request_id=rid(),
+                agent_code=code,
+                user_code=user,
+                txn_id=f"w{round_no}",
+                round_id=rnd,
+                amount=payout,
+            )
         made += 1
