@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+from eventsourcing.postgres import PostgresApplicationRecorder
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 
@@ -68,4 +69,4 @@ def test_an_aggregate_saved_to_postgres_reloads_with_the_same_state(
         "seamless",
         1,
     )
-    assert type(reader.recorder).__module__ == "eventsourcing.postgres"
+    assert isinstance(reader.recorder, PostgresApplicationRecorder)
