@@ -101,6 +101,18 @@ class _Batch:
         issuance = self._get(Issuance.create_id(currency), Issuance)
         return issuance if issuance is not None else self._use(Issuance(currency))
 
+    def discard(self) -> None:
+        """Forget a refused command: an aggregate it created (a first issuance of a
+        currency, the user directory) is dropped; an existing one must be untouched."""
+        for aggregate in self.current:
+            if aggregate.pending_events:
+                assert aggregate.version == len(aggregate.pending_events), (
+                    "a refused command must not trigger events on existing aggregates"
+                )
+                aggregate.collect_events()
+                self.touched.pop(aggregate.id, None)
+        self.current.clear()
+
     def collect(self) -> list[Any]:
         """Take the events the last command triggered, its primary event first."""
         new = [event for aggregate in self.current for event in aggregate.collect_events()]
@@ -216,10 +228,10 @@ class Ledger(Application[UUID]):
                 return _refused(command, Code(command.code), command.message)
             result = HANDLERS[type(command)](batch, command)
         except LedgerError as error:
-            assert not batch.collect(), "a refused command must not trigger events"
+            batch.discard()
             return _refused(command, error.code, error.message)
         except SameAsOriginal as repeat:
-            assert not batch.collect(), "a repeated command must not trigger events"
+            batch.discard()
             original = records.get(repeat.request_id) or self.request(repeat.request_id)
             assert original is not None, "the original of a repeat is always recorded"
             return replace(original.result, request_id=command.request_id, duplicate=True)

@@ -11,7 +11,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 
 async def ready(bootstrap: str, timeout_s: float = 5.0) -> bool:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000)
+    )
     try:
         await asyncio.wait_for(admin.start(), timeout_s)
         await asyncio.wait_for(admin.list_topics(), timeout_s)
@@ -24,4 +26,6 @@ async def ready(bootstrap: str, timeout_s: float = 5.0) -> bool:
 
 
 if __name__ == "__main__":
-    sys.exit(0 if asyncio.run(ready(sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:19092")) else 1)
+    sys.exit(
+        0 if asyncio.run(ready(sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:19092")) else 1
+    )

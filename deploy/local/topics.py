@@ -39,8 +39,12 @@ async def ensure_topics(bootstrap: str, names: list[str], partitions: int) -> No
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092"))
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092")
+    )
     p.add_argument("--partitions", type=int, default=int(os.environ.get("LEDGER_PARTITIONS", "8")))
     p.add_argument("names", nargs="*", default=TOPICS)
     args = p.parse_args()
