@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
 import orjson
@@ -56,16 +56,26 @@ class Command:
             value = getattr(self, field.name)
             if field.name == "amount" and isinstance(value, str):
                 value = _normalised_amount(value)
+            elif isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2**63:
+                value = str(value)  # no such user; orjson writes 64-bit integers only
             payload[field.name] = value
         return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
+_PLAIN_DECIMAL = re.compile(r"(\d+)(?:\.(\d+))?")
+
+
 def _normalised_amount(text: str) -> str:
-    try:
-        number = Decimal(text)
-    except InvalidOperation:
+    """A plain decimal without redundant zeros ("012.50" -> "12.5"); other text as sent.
+
+    Exact string work: "1e2", "+100" or a 40-digit fraction stay different payloads.
+    """
+    match = _PLAIN_DECIMAL.fullmatch(text) if text.isascii() else None
+    if match is None:
         return text
-    return str(number.normalize()) if number.is_finite() else text
+    whole = match.group(1).lstrip("0") or "0"
+    fraction = (match.group(2) or "").rstrip("0")
+    return f"{whole}.{fraction}" if fraction else whole
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

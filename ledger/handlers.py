@@ -56,13 +56,10 @@ class UnitOfWork(Protocol):
 
 
 def _answer(
-    cmd: Command,
-    book: AgentBook,
-    user_code: int | None = None,
-    txn_id: str | None = None,
-    code: Code = Code.OK,
-    message: str = "OK",
+    cmd: Command, book: AgentBook, user_code: int | None = None, txn_id: str | None = None
 ) -> Result:
+    """An accepted command's answer: the player's balance (transfer mode) and the
+    agent's points after it."""
     balance = None
     if user_code is not None and book.transfer_mode and book.has_player(user_code):
         balance = book.player_balance(user_code)
@@ -70,8 +67,8 @@ def _answer(
         request_id=cmd.request_id,
         type=cmd.type_name,
         agent_code=book.code,
-        code=code,
-        message=message,
+        code=Code.OK,
+        message="OK",
         user_code=user_code,
         txn_id=txn_id,
         currency=book.currency,
@@ -220,13 +217,13 @@ def refund(uow: UnitOfWork, cmd: Refund) -> Result:
     amount_minor = None if cmd.amount is None else _amount(book, cmd.amount, zero_allowed=True)
     if book.refund(cmd.request_id, cmd.user_code, cmd.txn_id, amount_minor):
         return _answer(cmd, book, cmd.user_code, cmd.txn_id)
-    return _answer(
-        cmd,
-        book,
-        cmd.user_code,
-        cmd.txn_id,
-        Code.TRANSACTION_NOT_FOUND,
-        f"bet {cmd.txn_id!r} is not there; a late bet with this txnId will be refused",
+    # Refused like any refusal (no amounts), but the book now remembers the txnId.
+    return Result(
+        request_id=cmd.request_id,
+        type=cmd.type_name,
+        agent_code=cmd.agent_code,
+        code=Code.TRANSACTION_NOT_FOUND,
+        message=f"bet {cmd.txn_id!r} is not there; a later bet with this txnId will be refused",
     )
 
 
