@@ -64,7 +64,7 @@ class LedgerClient:
     async def start(self) -> None:
         await self._producer.start()
         await self._consumer.start()
-        partitions = self._consumer.partitions_for_topic(self.results_topic) or set()
+        partitions = await self._producer.partitions_for(self.results_topic)  # waits for metadata
         assigned = [TopicPartition(self.results_topic, p) for p in sorted(partitions)]
         self._consumer.assign(assigned)
         await self._consumer.seek_to_end(*assigned)

@@ -158,6 +158,12 @@ class Ledger(Application[UUID]):
         assert isinstance(cached, cls)
         return cached
 
+    def clear_caches(self) -> None:
+        """Forget every cached aggregate and request record: the next reads come from
+        the store (e.g. to read what another process wrote)."""
+        self._aggregates.clear()
+        self._requests.clear()
+
     def book(self, code: str) -> AgentBook | None:
         """An agent's book as this process knows it (for reads and tests)."""
         return self.aggregate(AgentBook.create_id(code), AgentBook)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, cast
 
 import psycopg
 import pytest
@@ -47,27 +49,61 @@ def pg_ledger_env(database_url: str, pg_schema: str) -> dict[str, str]:
     return store_env(database_url, pg_schema, pool_size=2)
 
 
-@pytest.fixture(params=["memory", "postgres"])
-def new_ledger(request: pytest.FixtureRequest) -> Iterator[LedgerFactory]:
-    """Builds ledgers on one store: in memory, or this test's PostgreSQL schema.
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run every test that takes a ledger once per store its `stores` marker names
+    (memory and PostgreSQL unless it says otherwise)."""
+    if "new_ledger" in metafunc.fixturenames:
+        marker = metafunc.definition.get_closest_marker("stores")
+        stores = marker.args if marker is not None else ("memory", "postgres")
+        metafunc.parametrize("new_ledger", stores, indirect=True)
+
+
+@pytest.fixture
+def new_ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LedgerFactory]:
+    """Builds ledgers on one store: in memory, this test's PostgreSQL schema, or
+    the running service behind Kafka (over this test's topics and schema).
 
     Every call on PostgreSQL gives a new process-like instance (empty caches)
-    over the same tables, which is how tests restart the service. In memory a
-    store lives and dies with its instance, so every call returns the same one.
+    over the same tables, and on Kafka restarts the service: that is how tests
+    restart. In memory a store lives and dies with its instance, so every call
+    returns the same one.
     """
-    made: list[Ledger] = []
+    made: list[Any] = []
     if request.param == "memory":
         single = Ledger()
         made.append(single)
 
         def factory() -> Ledger:
             return single
-    else:
+
+    elif request.param == "postgres":
         env = request.getfixturevalue("pg_ledger_env")
 
         def factory() -> Ledger:
             made.append(Ledger(env))
             return made[-1]
+
+    else:
+        from tests.e2e.harness import Stack
+        from tests.e2e.kafka_ledger import KafkaLedger
+
+        env = request.getfixturevalue("pg_ledger_env")
+        stack = Stack(
+            request.getfixturevalue("kafka_bootstrap"),
+            request.getfixturevalue("database_url"),
+            request.getfixturevalue("pg_schema"),
+            tmp_path,
+            partitions=4,
+        )
+        service = stack.service()
+        request.addfinalizer(stack.close)
+
+        def factory() -> Ledger:
+            if made:
+                service.stop()  # a restart: the service comes back with empty memory
+            service.start()
+            made.append(KafkaLedger(stack, Ledger(env)))
+            return cast(Ledger, made[-1])
 
     yield factory
     for ledger in made:

@@ -36,6 +36,9 @@ NO_SUCH_USER = 999_999
 
 LedgerFactory = Callable[[], Ledger]  # the `new_ledger` fixture
 
+# Every rule also runs end to end: JSON on Kafka, the running service, results read back.
+pytestmark = pytest.mark.stores("memory", "postgres", "kafka")
+
 
 # ------------------------------------------------------------------ helpers
 
@@ -1367,6 +1370,9 @@ def test_a_repeat_by_content_inside_one_batch_keeps_the_original_sequence_after_
     assert (again.sequence, again.balance_minor) == (original.sequence, 9_000)
 
 
+# In process only: an InvalidCommand is what the edge makes of bad JSON; over Kafka
+# the same path is covered by tests/e2e (VALIDATION_ERROR answers, the DLQ).
+@pytest.mark.stores("memory", "postgres")
 def test_an_invalid_command_is_answered_with_its_code_and_remembered(
     new_ledger: LedgerFactory, ledger: Ledger, desk: Desk
 ) -> None:
@@ -1406,6 +1412,9 @@ def test_an_invalid_command_is_answered_with_its_code_and_remembered(
 # ===================================================================== Batch
 
 
+# In process only: over Kafka, commands of different agents travel on different
+# partitions, so one batch of them has no order to keep.
+@pytest.mark.stores("memory", "postgres")
 def test_later_commands_in_one_batch_see_the_effects_of_earlier_ones(ledger: Ledger) -> None:
     user = USER_CODE_FIRST  # a fresh ledger's first userCode (the code's choice)
     commands: list[c.Command] = [
@@ -1536,6 +1545,9 @@ def test_replaying_every_command_from_the_start_answers_each_as_before_and_appen
     assert balances(restarted, *MIXED_CODES) == before
 
 
+# In process only: it is about two core instances on one store; the service-level
+# version is tests/e2e/test_ingest.py (two instances in one consumer group).
+@pytest.mark.stores("memory", "postgres")
 def test_two_ledger_instances_over_one_store_see_each_others_writes(
     new_ledger: LedgerFactory, ledger: Ledger
 ) -> None:
