@@ -19,7 +19,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar, cast
-from uuid import UUID, uuid5
+from uuid import UUID, uuid4, uuid5
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
@@ -32,6 +32,7 @@ from ledger.bounds import (
     BOOKS_CACHED_MAX,
     REQUESTS_CACHED_MAX,
 )
+from ledger.chain import GENESIS_HASH, BatchSealed
 from ledger.commands import Command, CreateAgent, InvalidCommand, TransferPoints
 from ledger.domain import NAMESPACE, Issuance, RequestHandled, SameAsOriginal, UserDirectory
 from ledger.errors import Code, LedgerError
@@ -143,6 +144,10 @@ class Ledger(Application[UUID]):
         self._requests: _LRU = _LRU(REQUESTS_CACHED_MAX)
         self._queries = queries_for(self.recorder)
         self.races_lost = 0  # batches rerun after another writer got there first
+        # This process's seal stream: one BatchSealed closes every transaction it writes.
+        self.writer_id = uuid4()
+        self.seal_version = 0
+        self.seal_hash = GENESIS_HASH  # the newest seal: the anchor to publish
 
     # ----------------------------------------------------------------- reads
 
@@ -282,7 +287,14 @@ class Ledger(Application[UUID]):
                     request_id, record.fingerprint, record.result.outcome(), book_ref
                 )
             )
-        recordings = self.events.put([*batch.events, *request_events])
+        written = [*batch.events, *request_events]
+        recordings = []
+        if written:  # a batch of repeats only writes nothing, not even a seal
+            seal = BatchSealed.record(
+                self.writer_id, self.seal_version + 1, self.seal_hash, [e.hash for e in written]
+            )
+            recordings = self.events.put([*written, seal])
+            self.seal_version, self.seal_hash = seal.originator_version, seal.hash
         sequence_of = {id(r.domain_event): r.notification.id for r in recordings}
         sequences = {event_id: sequence_of[id(event)] for event_id, event in primaries.items()}
         for index, result in enumerate(results):

@@ -11,9 +11,8 @@ import functools
 from typing import Any
 from uuid import UUID, uuid5
 
-from eventsourcing.domain import Aggregate
-
 from ledger.bounds import BOOKS_CACHED_MAX
+from ledger.chain import ChainedAggregate
 from ledger.domain import (
     ISSUANCE,
     NAMESPACE,
@@ -44,7 +43,7 @@ __all__ = ["AgentBook"]
 _KIND, _REQUEST, _USER, _ROUND, _AMOUNT, _REFUND = range(6)
 
 
-class AgentBook(Aggregate):
+class AgentBook(ChainedAggregate):
     """An agent (broker, operator or casino site) and everything it holds."""
 
     @staticmethod
@@ -52,7 +51,7 @@ class AgentBook(Aggregate):
     def create_id(code: str) -> UUID:
         return uuid5(NAMESPACE, f"agent:{code}")
 
-    class AgentCreated(Aggregate.Created):
+    class AgentCreated(ChainedAggregate.Created):
         code: str
         parent_code: str | None
         currency: str
@@ -86,7 +85,7 @@ class AgentBook(Aggregate):
 
     # ----------------------------------------------------------------- events
 
-    class Event(Aggregate.Event):
+    class Event(ChainedAggregate.Event):
         request_id: str
 
     class Posted(Event):

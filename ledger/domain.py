@@ -27,9 +27,11 @@ import re
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
-from eventsourcing.domain import Aggregate, DomainEvent
+from eventsourcing.domain import DomainEvent
+from eventsourcing.utils import get_topic
 
 from ledger.bounds import BALANCE_MAX_MINOR, USER_CODE_FIRST
+from ledger.chain import GENESIS_HASH, ChainedAggregate, event_hash
 from ledger.errors import (
     BalanceLimitExceeded,
 )
@@ -107,6 +109,7 @@ class RequestHandled(DomainEvent):
     fingerprint: str
     outcome: dict[str, Any]
     book_ref: list[Any] | None
+    hash: str
 
     @staticmethod
     def stream_id(request_id: str) -> UUID:
@@ -117,20 +120,25 @@ class RequestHandled(DomainEvent):
         cls, request_id: str, fingerprint: str, outcome: dict[str, Any], book_ref: list[Any] | None
     ) -> RequestHandled:
         """The event of a requestId's stream (version 1: there is never a second)."""
+        stream_id, timestamp = cls.stream_id(request_id), cls.create_timestamp()
+        fields = {
+            "request_id": request_id,
+            "fingerprint": fingerprint,
+            "outcome": outcome,
+            "book_ref": book_ref,
+        }
         make: Any = cls  # the metaclass makes a dataclass; mypy cannot see its fields
         event: RequestHandled = make(
-            originator_id=cls.stream_id(request_id),
+            originator_id=stream_id,
             originator_version=1,
-            timestamp=cls.create_timestamp(),
-            request_id=request_id,
-            fingerprint=fingerprint,
-            outcome=outcome,
-            book_ref=book_ref,
+            timestamp=timestamp,
+            hash=event_hash(GENESIS_HASH, get_topic(cls), stream_id, 1, timestamp, fields),
+            **fields,
         )
         return event
 
 
-class UserDirectory(Aggregate):
+class UserDirectory(ChainedAggregate):
     """Ledger-unique userCodes and the agent each player belongs to."""
 
     STREAM_ID = uuid5(NAMESPACE, "users")
@@ -143,7 +151,7 @@ class UserDirectory(Aggregate):
         self.next_user_code = USER_CODE_FIRST
         self.agent_of: dict[str, str] = {}
 
-    class UserCodeAssigned(Aggregate.Event):
+    class UserCodeAssigned(ChainedAggregate.Event):
         request_id: str
         user_code: int
         agent_code: str
@@ -160,7 +168,7 @@ class UserDirectory(Aggregate):
         return user_code
 
 
-class Issuance(Aggregate):
+class Issuance(ChainedAggregate):
     """The `issuance` account of one currency: minus every point ever issued in it."""
 
     @staticmethod
@@ -171,7 +179,7 @@ class Issuance(Aggregate):
         self.currency = currency
         self.balance_minor = 0
 
-    class Issued(Aggregate.Event):
+    class Issued(ChainedAggregate.Event):
         request_id: str
         agent_code: str
         balances: dict[str, int]

@@ -1,0 +1,148 @@
+"""Tamper evidence: every event is hash-chained, and every batch is sealed.
+
+- Each event carries `hash` = SHA-256 over a canonical encoding of (the hash of
+  the previous event of its stream, its topic, stream id, version, timestamp and
+  every other field). Editing an event, or removing, inserting or reordering
+  events inside a stream, breaks the chain of that stream.
+- Each transaction the ledger writes ends with a `BatchSealed` event in the
+  writer's own seal stream: the number of events the transaction wrote before it
+  and a digest over their hashes in log order, chained to the writer's previous
+  seal. Because a transaction's events are contiguous in the log (the store
+  locks the table while inserting), a verifier walking the log checks that
+  exactly the events since the previous seal are the ones the seal counted:
+  deleting, inserting or swapping events anywhere, across streams too, is
+  detected. The newest seal hash is the anchor to publish outside the store.
+
+Cost on the write path: one orjson encoding and one SHA-256 per event, and one
+extra event per batch (measured in the README).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any, Self
+from uuid import UUID
+
+import orjson
+from eventsourcing.domain import Aggregate, CanInitAggregate, DomainEvent
+from eventsourcing.utils import get_topic
+
+__all__ = [
+    "GENESIS_HASH",
+    "NOT_HASHED",
+    "BatchSealed",
+    "ChainedAggregate",
+    "event_hash",
+    "seal_digest",
+]
+
+GENESIS_HASH = "0" * 64
+
+# Fields of a stored event's state that the hash does not cover as "fields":
+# identity and time are hashed explicitly, the hash cannot cover itself, and the
+# library adds the aggregate's topic to created events after the hash is made.
+NOT_HASHED = frozenset(
+    {"originator_id", "originator_version", "timestamp", "hash", "originator_topic"}
+)
+
+
+def event_hash(
+    prev_hash: str,
+    topic: str,
+    stream_id: UUID,
+    version: int,
+    timestamp: datetime,
+    fields: dict[str, Any],
+) -> str:
+    """SHA-256 (hex) of the canonical encoding of one event, chained to `prev_hash`."""
+    canonical = orjson.dumps(
+        {
+            "prev": prev_hash,
+            "topic": topic,
+            "stream": stream_id.hex,
+            "version": version,
+            "at": timestamp.isoformat(),
+            "fields": {k: v for k, v in fields.items() if k not in NOT_HASHED},
+        },
+        option=orjson.OPT_SORT_KEYS,
+    )
+    return hashlib.sha256(canonical).hexdigest()
+
+
+def seal_digest(hashes: Iterable[str]) -> str:
+    """SHA-256 over the hashes of a transaction's events, in log order."""
+    digest = hashlib.sha256()
+    for value in hashes:
+        digest.update(bytes.fromhex(value))
+    return digest.hexdigest()
+
+
+class ChainedAggregate(Aggregate):
+    """An aggregate whose events carry `hash`, chained along its stream."""
+
+    head_hash: str  # the hash of the newest event applied
+
+    class Event(Aggregate.Event):
+        hash: str
+
+        def mutate(self, aggregate: Any) -> Any:
+            mutated = super().mutate(aggregate)
+            assert mutated is not None
+            mutated.head_hash = self.hash
+            return mutated
+
+    class Created(Event, Aggregate.Created):
+        def mutate(self, aggregate: Any) -> Any:
+            created = CanInitAggregate.mutate(self, aggregate)
+            assert created is not None
+            created.head_hash = self.hash
+            return created
+
+    def trigger_event(self, event_class: Any, **kwargs: Any) -> None:
+        timestamp = kwargs.get("timestamp") or event_class.create_timestamp()
+        kwargs["timestamp"] = timestamp
+        kwargs["hash"] = event_hash(
+            self.head_hash, get_topic(event_class), self.id, self.version + 1, timestamp, kwargs
+        )
+        super().trigger_event(event_class, **kwargs)
+
+    @classmethod
+    def _create(cls, event_class: Any, *, id: Any = None, **kwargs: Any) -> Self:
+        if id is None:
+            accepted = inspect.signature(cls.create_id).parameters
+            id = cls.create_id(**{k: v for k, v in kwargs.items() if k in accepted})
+        timestamp = kwargs.get("timestamp") or event_class.create_timestamp()
+        kwargs["timestamp"] = timestamp
+        kwargs["hash"] = event_hash(
+            GENESIS_HASH, get_topic(event_class), id, cls.INITIAL_VERSION, timestamp, kwargs
+        )
+        return super()._create(event_class, id=id, **kwargs)
+
+
+class BatchSealed(DomainEvent):
+    """The last event of every transaction: what the transaction wrote before it.
+
+    Lives in the writer's own stream (one per ledger process), chained by `prev`.
+    """
+
+    events: int
+    digest: str
+    prev: str
+    hash: str
+
+    @classmethod
+    def record(cls, writer: UUID, version: int, prev: str, hashes: list[str]) -> BatchSealed:
+        timestamp = cls.create_timestamp()
+        fields = {"events": len(hashes), "digest": seal_digest(hashes), "prev": prev}
+        make: Any = cls  # the metaclass makes a dataclass; mypy cannot see its fields
+        sealed: BatchSealed = make(
+            originator_id=writer,
+            originator_version=version,
+            timestamp=timestamp,
+            hash=event_hash(prev, get_topic(cls), writer, version, timestamp, fields),
+            **fields,
+        )
+        return sealed
