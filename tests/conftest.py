@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from ledger.application import Ledger
+from ledger.audit import verify
 from ledger.settings import store_env
 from tests.services import Services
 
@@ -106,6 +107,10 @@ def new_ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledge
             return cast(Ledger, made[-1])
 
     yield factory
+    if made:
+        # Whatever a test did, the store it leaves behind must pass the audit.
+        audit = verify(made[-1].recorder, made[-1].mapper.transcoder)
+        assert audit.findings == [], audit.findings
     for ledger in made:
         ledger.close()
 

@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ledger.application import Ledger
+from ledger.audit import verify
 from ledger.commands import (
     Bet,
     Command,
@@ -477,8 +478,7 @@ def check_books(ledger: Ledger, model: ReferenceModel) -> None:
 def restart(ledger: Ledger) -> None:
     """What a restart does to the ledger's memory, over the same store: every cached book
     and request record is gone and is read back from the events."""
-    for cache in ("_aggregates", "_requests"):
-        getattr(ledger, cache).clear()
+    ledger.clear_caches()
 
 
 def run_checked(
@@ -527,6 +527,9 @@ def test_ledger_answers_every_command_like_the_reference_model(
     ledger = Ledger()
     try:
         run_checked(ledger, ReferenceModel(), commands, cuts, restarts)
+        # And the store an auditor gets verifies clean: chains, seals, postings, claims.
+        audit = verify(ledger.recorder, ledger.mapper.transcoder)
+        assert audit.findings == []
     finally:
         ledger.close()
 

@@ -1,0 +1,74 @@
+"""`ledger audit ...`: the auditor's commands over the event store."""
+
+from __future__ import annotations
+
+import resource
+import time
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ledger.application import Ledger
+from ledger.audit import verify
+from ledger.settings import Settings, store_env
+
+__all__ = ["audit_app"]
+
+audit_app = typer.Typer(help="Verify the event store.", no_args_is_help=True)
+
+
+@audit_app.command("verify")
+def verify_command() -> None:
+    """Stream the whole store once and check every hash, seal, posting, claimed
+    balance and request; exit 1 naming every event that is wrong."""
+    settings = Settings()
+    console = Console(stderr=True)
+    ledger = Ledger(store_env(settings.database_url, settings.database_schema, 2))
+    try:
+        total = ledger.recorder.max_notification_id() or 0
+        started = time.perf_counter()
+        with Progress(
+            TextColumn("verifying"),
+            BarColumn(),
+            TextColumn("{task.completed:,}/{task.total:,} events"),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
+            task = progress.add_task("verify", total=total)
+            report = verify(
+                ledger.recorder,
+                ledger.mapper.transcoder,
+                progress=lambda done: progress.update(task, completed=done),
+            )
+            progress.update(task, completed=report.events)
+        elapsed = time.perf_counter() - started
+    finally:
+        ledger.close()
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    table = Table(title="audit verify")
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    for what, value in (
+        ("events", f"{report.events:,}"),
+        ("commands", f"{report.commands:,}"),
+        ("seals (transactions)", f"{report.seals:,}"),
+        ("streams", f"{report.streams:,}"),
+        ("accounts", f"{report.accounts:,}"),
+        (
+            "sum per currency",
+            ", ".join(f"{c} {t}" for c, t in sorted(report.totals_by_currency.items())) or "-",
+        ),
+        ("speed", f"{report.events / elapsed:,.0f} events/s" if elapsed else "-"),
+        ("peak memory", f"{peak_mb:,.0f} MiB"),
+        ("findings", str(len(report.findings))),
+    ):
+        table.add_row(what, value)
+    Console().print(table)
+    for finding in report.findings:
+        Console().print(
+            f"[red]sequence {finding.sequence}[/red] stream {finding.stream}: {finding.what}"
+        )
+    if not report.ok:
+        raise typer.Exit(1)
