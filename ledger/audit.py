@@ -24,7 +24,8 @@ import hashlib
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import Any, cast
 from uuid import UUID
 
 from eventsourcing.persistence import ApplicationRecorder, Notification, Transcoder
@@ -36,6 +37,8 @@ __all__ = ["AuditReport", "Finding", "verify"]
 
 PAGE_EVENTS = 5_000
 FINDINGS_MAX = 100
+
+Stream = UUID | str  # how the recorder types a stream id (always a UUID here)
 
 _BOOK = "ledger.book:AgentBook."
 _PRIMARY_NO_POSTINGS = (_BOOK + "AgentCreated", _BOOK + "UserRegistered")
@@ -77,15 +80,15 @@ class _Verifier:
     def __init__(self, transcoder: Transcoder) -> None:
         self.transcoder = transcoder
         self.report = AuditReport()
-        self.heads: dict[UUID, tuple[int, str]] = {}  # stream -> (version, hash)
+        self.heads: dict[Stream, tuple[int, str]] = {}  # stream -> (version, hash)
         self.window: list[str] = []  # hashes since the last seal
         self.window_start = 1
-        self.pending: dict[str, tuple[UUID, int, int]] = {}  # request -> (stream, version, seq)
+        self.pending: dict[str, tuple[Stream, int, int]] = {}  # request -> (stream, version, seq)
         self.claimed: set[tuple[str, int]] = set()  # primary events claimed in this window
         self.balances: dict[str, int] = defaultdict(int)
         self.currency_of_agent: dict[str, str] = {}
-        self.currency_of_stream: dict[UUID, str] = {}
-        self.agent_of_stream: dict[UUID, str] = {}
+        self.currency_of_stream: dict[Stream, str] = {}
+        self.agent_of_stream: dict[Stream, str] = {}
         self.agent_of_player: dict[str, str] = {}
         self.txns: dict[str, set[str]] = defaultdict(set)
 
@@ -130,8 +133,13 @@ class _Verifier:
         timestamp = state.get("timestamp")
         try:
             expected = event_hash(
-                prev, n.topic, n.originator_id, n.originator_version, timestamp, state
-            )  # type: ignore[arg-type]
+                prev,
+                n.topic,
+                cast(UUID, n.originator_id),
+                n.originator_version,
+                cast(datetime, timestamp),
+                state,
+            )
         except Exception:
             expected = ""
         if expected != state.get("hash"):
@@ -171,12 +179,14 @@ class _Verifier:
                 self.find(n, "a refused request has a money event")
             return
         target = (str(ref[0]), int(ref[1]))
-        if claimed is not None and (claimed[0].hex, claimed[1]) == target:
+        if claimed is not None and (cast(UUID, claimed[0]).hex, claimed[1]) == target:
             self.claimed.add(target)
             return
         # A repeat by content (same txnId, name or agent) of a command of the same
         # transaction points at that command's event and has none of its own.
-        pending_refs = {(stream.hex, version) for stream, version, _ in self.pending.values()}
+        pending_refs = {
+            (cast(UUID, stream).hex, version) for stream, version, _ in self.pending.values()
+        }
         if claimed is not None or target not in self.claimed | pending_refs:
             self.find(n, f"the request record points at {ref}, not at the event of its request")
 
