@@ -70,6 +70,7 @@ def new_ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledge
     returns the same one.
     """
     made: list[Any] = []
+    stop_writers: Callable[[], None] = lambda: None  # noqa: E731
     if request.param == "memory":
         single = Ledger()
         made.append(single)
@@ -98,6 +99,7 @@ def new_ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledge
         )
         service = stack.service()
         request.addfinalizer(stack.close)
+        stop_writers = service.stop
 
         def factory() -> Ledger:
             if made:
@@ -107,6 +109,7 @@ def new_ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledge
             return cast(Ledger, made[-1])
 
     yield factory
+    stop_writers()
     if made:
         # Whatever a test did, the store it leaves behind must pass the audit.
         audit = verify(made[-1].recorder, made[-1].mapper.transcoder)
