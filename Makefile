@@ -48,4 +48,8 @@ fmt: install ## Format and autofix
 bench-core: services-up ## Micro-benchmark of the core's batch entry point on PostgreSQL (100k commands)
 	@eval "export $$(bash $(SERVICES) status | tail -n 1)" && $(PY) -m tests.bench.core_batch
 
-.PHONY: help install services-up services-down run test test-unit lint fmt bench-core
+asyncapi: install ## Write the AsyncAPI 3.0 document of the Kafka topics to docs/asyncapi.json
+	@mkdir -p docs
+	$(PY) -m faststream docs gen consumers.asyncapi:app --out docs/asyncapi.json
+
+.PHONY: help install services-up services-down run test test-unit lint fmt bench-core asyncapi

@@ -8,22 +8,33 @@ from its request log with the original result (`duplicate: true`), so
 results are at-least-once with stable content and consumers dedupe by
 requestId. An infrastructure error (PostgreSQL down) rewinds the batch and
 retries after a bounded backoff without committing past it.
+
+Metrics (consumers/metrics.py) are counted once a batch is acknowledged, on a
+registry of this application's own, served on 127.0.0.1:METRICS_PORT.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
+import eventsourcing.persistence
+import psycopg
+import psycopg_pool
 from aiokafka import AIOKafkaProducer
 from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
+from prometheus_client import CollectorRegistry
 
 from consumers.decode import DeadLetter, decode, encode_result
+from consumers.metrics import Metrics, MetricsServer
 from ledger.application import Ledger
 from ledger.commands import Command
+from ledger.errors import Code
+from ledger.results import Result
 from ledger.settings import Settings
 
 __all__ = ["BATCH_RECORDS_MAX", "build_app"]
@@ -33,13 +44,43 @@ log = logging.getLogger("ledger.consumer")
 BATCH_RECORDS_MAX = 1_000
 BATCH_TIMEOUT_MS = 20
 RETRY_BACKOFF_SECONDS_MAX = 10.0
+# A batch that fails this often for a reason that is not the infrastructure's (a bug
+# met by one command) is handled one command at a time, so that one command cannot
+# stall its partition: that command alone is answered INTERNAL_SERVER_ERROR.
+ISOLATE_AFTER_FAILURES = 3
+
+# Errors that mean "the store or the network is down": retry the batch, never isolate.
+INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    psycopg_pool.PoolTimeout,
+    eventsourcing.persistence.OperationalError,
+    eventsourcing.persistence.InterfaceError,
+)
 
 
-def build_app(settings: Settings, ledger: Ledger) -> FastStream:
+def build_app(
+    settings: Settings, ledger: Ledger, registry: CollectorRegistry | None = None
+) -> FastStream:
+    """The consumer application; its metrics go to `registry` (a new one by default)."""
     broker = KafkaBroker(settings.kafka_bootstrap_servers, client_id="ledger")
     app = FastStream(broker)
     producer: dict[str, AIOKafkaProducer] = {}
+    metrics = Metrics(
+        registry if registry is not None else CollectorRegistry(), lambda: ledger.races_lost
+    )
+    metrics_server: dict[str, MetricsServer] = {}
     failures = 0
+    isolating = False
+
+    @app.on_startup
+    async def start_metrics() -> None:
+        if settings.metrics_port:  # 0 disables the endpoint
+            served = metrics.serve(settings.metrics_port)
+            if served is not None:
+                metrics_server["s"] = served
 
     @app.on_startup
     async def start_producer() -> None:
@@ -65,6 +106,11 @@ def build_app(settings: Settings, ledger: Ledger) -> FastStream:
         if "p" in producer:
             await producer.pop("p").stop()
 
+    @app.on_shutdown
+    async def stop_metrics() -> None:
+        if "s" in metrics_server:
+            await asyncio.to_thread(metrics_server.pop("s").close)
+
     @broker.subscriber(
         settings.commands_topic,
         group_id=settings.kafka_group_id,
@@ -75,30 +121,52 @@ def build_app(settings: Settings, ledger: Ledger) -> FastStream:
         ack_policy=AckPolicy.MANUAL,
     )
     async def on_commands(body: Any, msg: KafkaMessage) -> None:
-        nonlocal failures
+        nonlocal failures, isolating
+        started = time.monotonic()
         records = msg.raw_message if isinstance(msg.raw_message, tuple) else (msg.raw_message,)
+        metrics.consumed.inc(len(records))
         try:
-            await _process(records, ledger, producer["p"], settings)
-        except Exception:
+            results, dead_letter_reasons = await _process(
+                records, ledger, producer["p"], settings, isolating
+            )
+        except Exception as error:
             failures += 1
+            isolating = failures >= ISOLATE_AFTER_FAILURES and not isinstance(
+                error, INFRASTRUCTURE_ERRORS
+            )
             backoff = min(RETRY_BACKOFF_SECONDS_MAX, 0.1 * 2**failures)
             log.exception("batch failed; rewinding and retrying in %.1fs", backoff)
+            metrics.rewound.inc()
             await msg.nack()
             await asyncio.sleep(backoff)
             return
-        failures = 0
+        seconds = time.monotonic() - started
+        failures, isolating = 0, False
         await msg.ack()
+        metrics.batch_done(results, dead_letter_reasons, seconds)
+        metrics.observe_lag(msg.consumer, records)
 
     return app
 
 
 async def _process(
-    records: tuple[Any, ...], ledger: Ledger, producer: AIOKafkaProducer, settings: Settings
-) -> None:
+    records: tuple[Any, ...],
+    ledger: Ledger,
+    producer: AIOKafkaProducer,
+    settings: Settings,
+    isolating: bool = False,
+) -> tuple[list[Result], list[str]]:
+    """Answer and dead-letter one batch; returns its results and its dead letters' reasons
+    once Kafka acknowledged every one of them."""
     commands: list[Command] = []
+    dead_letter_reasons: list[str] = []
     sends = []
     for record in records:
-        decoded = decode(record.value, list(record.headers or ()))
+        try:
+            decoded = decode(record.value, list(record.headers or ()))
+        except Exception:  # a bug in decoding must not stall the partition
+            log.exception("undecodable message %s/%s", record.partition, record.offset)
+            decoded = DeadLetter("internal error while decoding")
         if isinstance(decoded, DeadLetter):
             headers = [
                 *(record.headers or ()),
@@ -110,9 +178,11 @@ async def _process(
                     settings.dlq_topic, record.value, key=record.key, headers=headers
                 )
             )
+            dead_letter_reasons.append(decoded.reason)
         else:
             commands.append(decoded)
-    results = await asyncio.to_thread(ledger.handle_batch, commands) if commands else []
+    handle = _handle_one_by_one if isolating else _handle_batch
+    results = await asyncio.to_thread(handle, ledger, commands) if commands else []
     for result in results:
         sends.append(
             await producer.send(
@@ -120,3 +190,32 @@ async def _process(
             )
         )
     await asyncio.gather(*sends)
+    return results, dead_letter_reasons
+
+
+def _handle_batch(ledger: Ledger, commands: list[Command]) -> list[Result]:
+    return ledger.handle_batch(commands)
+
+
+def _handle_one_by_one(ledger: Ledger, commands: list[Command]) -> list[Result]:
+    """The batch keeps failing: find the command that fails and answer it alone with
+    INTERNAL_SERVER_ERROR (not remembered: it may be retried once fixed)."""
+    results: list[Result] = []
+    for command in commands:
+        try:
+            results.extend(ledger.handle_batch([command]))
+        except INFRASTRUCTURE_ERRORS:
+            raise
+        except Exception:
+            log.exception("command %s fails on its own; answered 1001", command.request_id)
+            results.append(
+                Result(
+                    request_id=command.request_id,
+                    type=command.type_name,
+                    agent_code=command.agent_code,
+                    code=Code.INTERNAL_SERVER_ERROR,
+                    message="internal error: the command was not applied; retry later",
+                    processed_at_ms=int(time.time() * 1000),
+                )
+            )
+    return results

@@ -27,6 +27,36 @@ class Settings(BaseSettings):
     commands_topic: str = Field(default="ledger.commands")
     results_topic: str = Field(default="ledger.results")
     dlq_topic: str = Field(default="ledger.commands.dlq")
+    metrics_port: int = Field(
+        default=9108,
+        ge=0,
+        le=65_535,
+        description="Port of the Prometheus endpoint /metrics on 127.0.0.1; 0 disables it.",
+    )
+    # The read side (projections/): views, and the HTTP query API on 127.0.0.1.
+    views_schema: str = Field(
+        default="",
+        description="Schema of the read model's tables; empty means DATABASE_SCHEMA.",
+    )
+    api_port: int = Field(
+        default=8080, ge=0, le=65535, description="HTTP port on 127.0.0.1; 0 turns the API off."
+    )
+    api_pool_size: int = Field(default=8, ge=1, le=64, description="API's PostgreSQL connections.")
+    api_min_sequence_wait_ms: int = Field(
+        default=2000,
+        ge=0,
+        le=30_000,
+        description="How long a read with minSequence waits for the projection (then 503).",
+    )
+    projector_enabled: bool = Field(default=True, description="`ledger run` runs the projector.")
+    projection_page_events: int = Field(
+        default=2000, ge=1, le=20_000, description="Events the projector applies per transaction."
+    )
+
+    @property
+    def views_schema_name(self) -> str:
+        """The schema the read model lives in (DATABASE_SCHEMA unless VIEWS_SCHEMA is set)."""
+        return self.views_schema or self.database_schema
 
 
 def store_env(database_url: str, schema: str = "public", pool_size: int = 4) -> dict[str, str]:
