@@ -81,6 +81,8 @@ class Stack:
             "RESULTS_TOPIC": results or self.results,
             "DLQ_TOPIC": self.dlq,
             "KAFKA_GROUP_ID": f"{group}-{self.commands}",
+            "METRICS_PORT": "0",  # several services run at once: no port to fight over
+            "API_PORT": "0",
         }
 
     def service(self, group: str = "ledger", results: str | None = None) -> ServiceProcess:
