@@ -1,4 +1,9 @@
-"""`ledger`: the service's command line (typer)."""
+"""`ledger`: the service's command line (typer).
+
+ledger run        the whole service: Kafka consumer, projector and HTTP API
+ledger project    the projector alone; `ledger serve` the HTTP API alone
+ledger tokens ... / ledger agents ...   API tokens and IP allow lists
+"""
 
 from __future__ import annotations
 
@@ -24,18 +29,45 @@ def main() -> None:
 
 @app.command()
 def run() -> None:
-    """Run the ledger service in the foreground: consume commands, answer results."""
+    """Run the ledger service in the foreground: consume commands, answer results, and
+    keep the read side (projector and HTTP API on 127.0.0.1:API_PORT) beside it."""
     from consumers.app import build_app
+    from projections.cli import ReadSide
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = Settings()
     ledger = Ledger(
         store_env(settings.database_url, settings.database_schema, settings.database_pool_size)
     )
+    read_side = ReadSide(settings)
     try:
+        read_side.start()
         asyncio.run(build_app(settings, ledger).run())
     finally:
+        read_side.stop()
         ledger.close()
+
+
+def _register_read_side() -> None:
+    from projections.cli import agents_app, project, serve, tokens_app
+
+    app.command("project")(project)
+    app.command("serve")(serve)
+    app.add_typer(tokens_app, name="tokens")
+    app.add_typer(agents_app, name="agents")
+
+
+_register_read_side()
+
+
+def _register_audit() -> None:
+    from ledger.audit_cli import audit_app
+
+    app.add_typer(audit_app, name="audit")
+
+
+_register_audit()
+
 
 
 if __name__ == "__main__":

@@ -1,3 +1,12 @@
-"""The read side: views built from the event log, and the HTTP query API (issue 5)."""
+"""The read side: views built from the event log, exactly once, and the HTTP query API.
 
-__all__: list[str] = []
+- `views`     the projector (`Projector`): view tables and their tracking position
+- `api`       the FastAPI app (`create_app`), reading through `queries`
+- `security`  tokens, IP allow lists and the in-flight limit (the `Gate` middleware)
+- `cli`       `ledger project | serve | tokens | agents`, and `ReadSide` for `ledger run`
+"""
+
+from projections.api import create_app
+from projections.views import ProjectionError, Projector
+
+__all__ = ["ProjectionError", "Projector", "create_app"]
