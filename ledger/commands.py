@@ -50,19 +50,28 @@ class Command:
         number is compared as sent.
         """
         payload: dict[str, Any] = {"type": self.type_name}
-        for field in dataclasses.fields(self):
-            if field.name in _NOT_FINGERPRINTED:
-                continue
-            value = getattr(self, field.name)
-            if field.name == "amount" and isinstance(value, str):
+        for name in _fingerprinted_fields(type(self)):
+            value = getattr(self, name)
+            if name == "amount" and isinstance(value, str):
                 value = _normalised_amount(value)
             elif isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2**63:
                 value = str(value)  # no such user; orjson writes 64-bit integers only
-            payload[field.name] = value
+            payload[name] = value
         return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 _PLAIN_DECIMAL = re.compile(r"(\d+)(?:\.(\d+))?")
+
+
+_FINGERPRINTED_FIELDS: dict[type[Command], tuple[str, ...]] = {}
+
+
+def _fingerprinted_fields(cls: type[Command]) -> tuple[str, ...]:
+    names = _FINGERPRINTED_FIELDS.get(cls)
+    if names is None:
+        names = tuple(f.name for f in dataclasses.fields(cls) if f.name not in _NOT_FINGERPRINTED)
+        _FINGERPRINTED_FIELDS[cls] = names
+    return names
 
 
 def _normalised_amount(text: str) -> str:

@@ -23,6 +23,7 @@ command leaves every aggregate as it was.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
@@ -30,7 +31,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 from eventsourcing.domain import DomainEvent
 from eventsourcing.utils import get_topic
 
-from ledger.bounds import BALANCE_MAX_MINOR, USER_CODE_FIRST
+from ledger.bounds import BALANCE_MAX_MINOR, BATCH_COMMANDS_MAX, USER_CODE_FIRST
 from ledger.chain import GENESIS_HASH, ChainedAggregate, event_hash
 from ledger.errors import (
     BalanceLimitExceeded,
@@ -112,6 +113,7 @@ class RequestHandled(DomainEvent):
     hash: str
 
     @staticmethod
+    @functools.lru_cache(maxsize=4 * BATCH_COMMANDS_MAX)  # a batch asks twice per request
     def stream_id(request_id: str) -> UUID:
         return uuid5(NAMESPACE, f"request:{request_id}")
 
