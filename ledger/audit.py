@@ -66,6 +66,8 @@ class AuditReport:
     totals_by_currency: dict[str, int] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
     balances: dict[str, int] = field(default_factory=dict)
+    # The notification id of the last event verified: `balances` are as of it.
+    last_sequence: int = 0
 
     @property
     def ok(self) -> bool:
@@ -98,6 +100,7 @@ class _Verifier:
 
     def event(self, n: Notification) -> None:
         self.report.events += 1
+        self.report.last_sequence = n.id
         try:
             state: dict[str, Any] = self.transcoder.decode(n.state)
         except Exception:

@@ -1,9 +1,16 @@
-"""`ledger audit ...`: the auditor's commands over the event store."""
+"""`ledger audit ...`: the auditor's commands over the event store.
+
+Other layers add checks that need the event pass's figures to `REPORT_CHECKS` (the read
+side compares its views with the recomputed balances); `ledger/cli.py` registers them,
+so that ledger/ imports nothing of theirs.
+"""
 
 from __future__ import annotations
 
 import resource
 import time
+from collections.abc import Callable
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -11,18 +18,32 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ledger.application import Ledger
-from ledger.audit import verify
+from ledger.audit import AuditReport, verify
 from ledger.settings import Settings, store_env
 
-__all__ = ["audit_app"]
+__all__ = ["REPORT_CHECKS", "ReportCheck", "audit_app"]
+
+# A check run after the event pass: it reads the report (the recomputed balances are as
+# of `report.last_sequence`), prints what it did, and returns its findings as text.
+ReportCheck = Callable[[AuditReport, Settings, Console], list[str]]
+REPORT_CHECKS: list[ReportCheck] = []
 
 audit_app = typer.Typer(help="Verify the event store.", no_args_is_help=True)
 
 
 @audit_app.command("verify")
-def verify_command() -> None:
+def verify_command(
+    checks: Annotated[
+        bool,
+        typer.Option(
+            "--views/--no-views",
+            help="Then compare the read model's balances with the recomputed ones.",
+        ),
+    ] = True,
+) -> None:
     """Stream the whole store once and check every hash, seal, posting, claimed
-    balance and request; exit 1 naming every event that is wrong."""
+    balance and request, then compare the read model's balances with the recomputed
+    ones; exit 1 naming every event and every view row that is wrong."""
     settings = Settings()
     console = Console(stderr=True)
     ledger = Ledger(store_env(settings.database_url, settings.database_schema, 2))
@@ -70,5 +91,12 @@ def verify_command() -> None:
         Console().print(
             f"[red]sequence {finding.sequence}[/red] stream {finding.stream}: {finding.what}"
         )
-    if not report.ok:
+    problems = [
+        problem
+        for check in (REPORT_CHECKS if checks else [])
+        for problem in check(report, settings, Console())
+    ]
+    for problem in problems:
+        Console().print(f"[red]{problem}[/red]")
+    if not report.ok or problems:
         raise typer.Exit(1)

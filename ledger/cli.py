@@ -69,6 +69,20 @@ def _register_audit() -> None:
 _register_audit()
 
 
+def _register_read_side_audit() -> None:
+    # Replay, point-in-time balances and statements read the views; the views' side of
+    # `ledger audit verify` is a check the read side adds (ledger/ imports none of it).
+    from ledger.audit_cli import REPORT_CHECKS
+    from projections.audit_cli import balance, check_views, replay_command, statement
+
+    app.command("replay")(replay_command)
+    app.command("balance")(balance)
+    app.command("statement")(statement)
+    REPORT_CHECKS.append(check_views)
+
+
+_register_read_side_audit()
+
 
 if __name__ == "__main__":
     app()

@@ -58,6 +58,7 @@ from ledger.handlers import AGENT_CODE
 from ledger.money import currency_exponent, format_minor
 from ledger.settings import Settings, store_env
 from projections.bounds import (
+    API_POOL_WAIT_SECONDS,
     ASOF_EPOCH_MS_MIN,
     GGR_DAYS_MAX,
     PAGE_ITEMS_DEFAULT,
@@ -227,7 +228,7 @@ class Runtime:
             max_size=self.settings.api_pool_size,
             kwargs={"autocommit": False, "connect_timeout": 10, "application_name": "ledger-api"},
             configure=_read_only,
-            timeout=5.0,
+            timeout=API_POOL_WAIT_SECONDS,
             name="ledger-api",
             open=False,
         )

@@ -6,7 +6,10 @@ The core's bounds live in `ledger/bounds.py`; these are the read side's own.
 from __future__ import annotations
 
 __all__ = [
+    "API_POOL_WAIT_SECONDS",
     "ASOF_EPOCH_MS_MIN",
+    "AUDIT_VIEWS_POLL_SECONDS",
+    "AUDIT_VIEWS_WAIT_SECONDS",
     "AUTHORIZATION_CHARS_MAX",
     "GGR_DAYS_MAX",
     "IN_FLIGHT_PER_AGENT_MAX",
@@ -15,8 +18,12 @@ __all__ = [
     "PAGE_ITEMS_MAX",
     "POSITION_POLL_SECONDS",
     "PROJECTOR_BACKOFF_SECONDS_MAX",
+    "REPLAY_SWAP_ATTEMPTS_MAX",
+    "REPLAY_SWAP_BACKOFF_SECONDS",
+    "REPLAY_SWAP_LOCK_TIMEOUT_MS",
     "REQUEST_ID_CHARS_MAX",
     "RETRY_AFTER_SECONDS",
+    "STATEMENT_ENTRIES_MAX",
     "TOKEN_SECRET_BYTES",
 ]
 
@@ -58,7 +65,28 @@ AUTHORIZATION_CHARS_MAX = 256
 # A caller's X-MGP-REQ-ID is echoed when it is at most this long and printable.
 REQUEST_ID_CHARS_MAX = 128
 
+# An API request waits at most this long for one of the pool's connections (then 503).
+API_POOL_WAIT_SECONDS = 5.0
+
+# `ledger replay` swaps the rebuilt views in with one transaction that waits at most
+# this long for the live views' locks; readers queue behind it meanwhile, holding
+# their pool connections, so it must give up well before they would time out. A swap
+# that gave up is retried after a pause, at most this many times.
+REPLAY_SWAP_LOCK_TIMEOUT_MS = 2000
+REPLAY_SWAP_BACKOFF_SECONDS = 0.5
+REPLAY_SWAP_ATTEMPTS_MAX = 10
+
+# `ledger audit verify` waits at most this long for the views to reach the last
+# sequence it verified (a running projector gets there), looking this often.
+AUDIT_VIEWS_WAIT_SECONDS = 5.0
+AUDIT_VIEWS_POLL_SECONDS = 0.2
+
+# `ledger statement` refuses a range holding more entries than this: narrow it.
+STATEMENT_ENTRIES_MAX = 1_000_000
+
 assert PAGE_ITEMS_DEFAULT <= PAGE_ITEMS_MAX
+assert REPLAY_SWAP_LOCK_TIMEOUT_MS / 1000 < API_POOL_WAIT_SECONDS
+assert AUDIT_VIEWS_POLL_SECONDS < AUDIT_VIEWS_WAIT_SECONDS
 assert IN_FLIGHT_PER_AGENT_MAX >= 1
 assert POSITION_POLL_SECONDS < RETRY_AFTER_SECONDS
 assert len("Bearer ") + 2 * TOKEN_SECRET_BYTES < AUTHORIZATION_CHARS_MAX

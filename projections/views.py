@@ -54,6 +54,7 @@ __all__ = [
     "PROJECTION_NAME",
     "SCHEMA_VERSION",
     "TRANS_TYPES",
+    "VIEW_TABLES",
     "ProjectionError",
     "Projector",
     "ensure_views",

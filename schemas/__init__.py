@@ -19,6 +19,7 @@ from schemas.api import (
 )
 from schemas.commands import COMMAND_MODELS, CommandModel, JsonNumber, loads_exact
 from schemas.results import ResultMessage
+from schemas.statement import StatementData, StatementEntry, StatementTotal
 
 __all__ = [
     "COMMAND_MODELS",
@@ -33,6 +34,9 @@ __all__ = [
     "HealthData",
     "JsonNumber",
     "ResultMessage",
+    "StatementData",
+    "StatementEntry",
+    "StatementTotal",
     "TransactionItem",
     "TransactionPage",
     "UserData",
