@@ -89,16 +89,22 @@ class PostgresQueries:
             "SELECT originator_id, originator_version, topic, state FROM " + table + " "
             "WHERE originator_id = ANY(%s) AND originator_version = 1"
         )
+        # LATERAL makes every stream one parameterised primary-key range scan; a plain
+        # JOIN against unnest() let the planner pick a scan of the whole table once it
+        # grew (61 ms at 4*10^5 events instead of well under 1 ms).
         self.sql_after = (
-            "SELECT e.originator_id, e.originator_version, e.topic, e.state FROM " + table + " e "
-            "JOIN unnest(%s::uuid[], %s::bigint[]) AS c(id, v) "
-            "ON e.originator_id = c.id AND e.originator_version > c.v "
+            "SELECT e.originator_id, e.originator_version, e.topic, e.state "
+            "FROM unnest(%s::uuid[], %s::bigint[]) AS c(id, v) CROSS JOIN LATERAL ("
+            "SELECT originator_id, originator_version, topic, state FROM " + table + " "
+            "WHERE originator_id = c.id AND originator_version > c.v "
+            "ORDER BY originator_version) AS e "
             "ORDER BY e.originator_id, e.originator_version"
         )
         self.sql_sequences = (
-            "SELECT e.originator_id, e.originator_version, e.notification_id FROM " + table + " e "
-            "JOIN unnest(%s::uuid[], %s::bigint[]) AS c(id, v) "
-            "ON e.originator_id = c.id AND e.originator_version = c.v"
+            "SELECT c.id AS originator_id, c.v AS originator_version, e.notification_id "
+            "FROM unnest(%s::uuid[], %s::bigint[]) AS c(id, v) CROSS JOIN LATERAL ("
+            "SELECT notification_id FROM " + table + " "
+            "WHERE originator_id = c.id AND originator_version = c.v) AS e"
         )
 
     def _rows(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
