@@ -53,3 +53,13 @@ asyncapi: install ## Write the AsyncAPI 3.0 document of the Kafka topics to docs
 	$(PY) -m faststream docs gen consumers.asyncapi:app --out docs/asyncapi.json
 
 .PHONY: help install services-up services-down run test test-unit lint fmt bench-core asyncapi
+
+bench: services-up ## End-to-end benchmarks vs baselines and limits, one run (BENCH_SCALE=1: ~5 min)
+	@eval "export $$(bash $(SERVICES) status | tail -n 1)" && \
+	  $(PY) -m bench.run || echo "bench: a run failed; benchmarks never fail the build"
+
+bench-profile: services-up ## Profile the end-to-end path with py-spy (writes bench-results/profile-*)
+	@eval "export $$(bash $(SERVICES) status | tail -n 1)" && \
+	  $(PY) -m bench.profile || echo "bench-profile: the run failed"
+
+.PHONY: bench bench-profile

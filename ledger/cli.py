@@ -84,5 +84,14 @@ def _register_read_side_audit() -> None:
 _register_read_side_audit()
 
 
+def _register_simulate() -> None:
+    # The simulator is a Kafka producer: it lives outside the core, in bench/.
+    from bench.simulate_cli import simulate
+
+    app.command("simulate")(simulate)
+
+
+_register_simulate()
+
 if __name__ == "__main__":
     app()

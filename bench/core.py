@@ -1,0 +1,151 @@
+"""The core on PostgreSQL, without Kafka: replay rates, and cost as the store grows.
+
+- `replay`: rebuild every view from the whole store into a fresh views schema (when
+  the projector is importable), and stream the store through `ledger audit verify`.
+- `growth`: `Ledger.handle_batch` in one process on a fresh schema; bulk-loaded in
+  batches of BULK_BATCH_COMMANDS up to each store size, then timed over
+  GROWTH_SAMPLE_BATCHES batches of GROWTH_SAMPLE_COMMANDS commands.
+"""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from bench.bounds import BULK_BATCH_COMMANDS, GROWTH_SAMPLE_BATCHES, GROWTH_SAMPLE_COMMANDS
+from bench.simulate import Player, Shape, World, build_world, deposits, play
+from ledger.application import Ledger
+from ledger.audit import verify
+from ledger.commands import Command, CreateUser
+from ledger.settings import store_env
+
+__all__ = ["GrowthPoint", "Replay", "growth", "replay"]
+
+EVENTS_PER_COMMAND_GUESS = 2  # only to stop bulk-loading short of a target size
+
+
+@dataclass
+class Replay:
+    events: int
+    projections_seconds: float | None
+    projections_events_per_s: float | None
+    audit_seconds: float
+    audit_events_per_s: float
+    audit_findings: int
+
+
+@dataclass
+class GrowthPoint:
+    store_events: int  # when the timed batches started
+    ms_per_1000_commands: float  # median of the timed batches
+    ms_per_1000_commands_max: float
+    commands_per_s: float
+    bulk_commands_per_s: float | None  # while bulk-loading up to this size
+
+
+def replay(
+    database_url: str,
+    schema: str,
+    rebuild_views: Callable[[Ledger, str], int] | None,
+) -> Replay:
+    """Replay rates over the whole store of `schema`."""
+    ledger = Ledger(store_env(database_url, schema, pool_size=1))
+    try:
+        events = ledger.recorder.max_notification_id() or 0
+        projections_seconds = None
+        if rebuild_views is not None:
+            views_schema = f"{schema}_replay"
+            started = time.perf_counter()
+            position = rebuild_views(ledger, views_schema)
+            projections_seconds = time.perf_counter() - started
+            assert position == events, (position, events)
+            _drop_schema(database_url, views_schema)
+        started = time.perf_counter()
+        report = verify(ledger.recorder, ledger.mapper.transcoder)
+        audit_seconds = time.perf_counter() - started
+    finally:
+        ledger.close()
+    return Replay(
+        events=events,
+        projections_seconds=projections_seconds,
+        projections_events_per_s=None
+        if projections_seconds is None
+        else events / projections_seconds,
+        audit_seconds=audit_seconds,
+        audit_events_per_s=events / audit_seconds,
+        audit_findings=len(report.findings),
+    )
+
+
+def growth(
+    database_url: str, schema: str, sizes: tuple[int, ...], shape: Shape
+) -> list[GrowthPoint]:
+    """ms per 1,000 commands at each store size (events), in one warm process."""
+    ledger = Ledger(store_env(database_url, schema, pool_size=2))
+    try:
+        world = build_world(7, shape, prefix="G")
+        commands = play(world, _setup(ledger, world), seed=7)
+        return [_grow_and_time(ledger, commands, size) for size in sorted(sizes)]
+    finally:
+        ledger.close()
+
+
+def _setup(ledger: Ledger, world: World) -> dict[Player, int]:
+    """The world's setup through the core, wave by wave; returns the userCodes."""
+    codes: dict[tuple[str, str], int] = {}
+    for wave in world.waves:
+        for command, result in zip(wave, _run(ledger, wave), strict=True):
+            assert result.code == 0, result
+            if isinstance(command, CreateUser):
+                assert result.user_code is not None
+                codes[(command.agent_code, command.name)] = result.user_code
+    user_codes = {p: codes[(p.agent_code, p.name)] for p in world.players}
+    assert all(r.code == 0 for r in _run(ledger, deposits(world, user_codes)))
+    return user_codes
+
+
+def _run(ledger: Ledger, commands: list[Command]) -> list[Any]:
+    results = []
+    for start in range(0, len(commands), BULK_BATCH_COMMANDS):
+        results.extend(ledger.handle_batch(commands[start : start + BULK_BATCH_COMMANDS]))
+    return results
+
+
+def _grow_and_time(ledger: Ledger, commands: Any, size: int) -> GrowthPoint:
+    events = ledger.recorder.max_notification_id() or 0
+    bulk_commands, bulk_seconds = 0, 0.0
+    sample_events = GROWTH_SAMPLE_BATCHES * GROWTH_SAMPLE_COMMANDS * EVENTS_PER_COMMAND_GUESS
+    for _ in range(size // BULK_BATCH_COMMANDS + 1):  # each batch adds ~2 events per command
+        if events + sample_events >= size:
+            break
+        batch = list(itertools.islice(commands, BULK_BATCH_COMMANDS))
+        started = time.perf_counter()
+        ledger.handle_batch(batch)
+        bulk_seconds += time.perf_counter() - started
+        bulk_commands += len(batch)
+        events = ledger.recorder.max_notification_id() or 0
+    timed_ms = []
+    for _ in range(GROWTH_SAMPLE_BATCHES):
+        batch = list(itertools.islice(commands, GROWTH_SAMPLE_COMMANDS))
+        started = time.perf_counter()
+        ledger.handle_batch(batch)
+        timed_ms.append((time.perf_counter() - started) * 1000 * 1000 / len(batch))
+    median_ms = statistics.median(timed_ms)
+    return GrowthPoint(
+        store_events=events,
+        ms_per_1000_commands=median_ms,
+        ms_per_1000_commands_max=max(timed_ms),
+        commands_per_s=1000 * 1000 / median_ms,
+        bulk_commands_per_s=bulk_commands / bulk_seconds if bulk_seconds else None,
+    )
+
+
+def _drop_schema(database_url: str, schema: str) -> None:
+    with psycopg.connect(database_url, autocommit=True, connect_timeout=10) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

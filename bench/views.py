@@ -1,0 +1,60 @@
+"""The read side, when this checkout has one (projections/ is built beside the core).
+
+Every function answers None when the projector cannot be imported, and the benchmark
+then reports "projections: not available".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+
+from ledger.application import Ledger
+
+__all__ = ["PAGE_EVENTS_DEFAULT", "available", "position_reader", "rebuilder"]
+
+PAGE_EVENTS_DEFAULT = 2_000  # projections' own default (PROJECTION_PAGE_EVENTS)
+
+
+def _projections() -> Any | None:
+    try:
+        from projections import views
+    except ImportError:
+        return None
+    has_api = hasattr(views, "Projector") and hasattr(views, "view_position")
+    return views if has_api else None
+
+
+def available() -> bool:
+    return _projections() is not None
+
+
+def position_reader(database_url: str, views_schema: str) -> Callable[[], int] | None:
+    """A function answering the views' position (last notification id applied)."""
+    views = _projections()
+    if views is None:
+        return None
+
+    def position() -> int:
+        with psycopg.connect(database_url, autocommit=True, connect_timeout=10) as conn:
+            try:
+                return int(views.view_position(conn, views_schema))
+            except psycopg.errors.UndefinedTable:
+                return 0  # the projector has not created its tables yet
+
+    return position
+
+
+def rebuilder(database_url: str, page_events: int) -> Callable[[Ledger, str], int] | None:
+    """A function that builds every view of a ledger's store into a fresh views schema,
+    from notification 1, and answers the position it reached."""
+    views = _projections()
+    if views is None:
+        return None
+
+    def rebuild(ledger: Ledger, views_schema: str) -> int:
+        return int(views.Projector(database_url, ledger, views_schema, page_events).catch_up())
+
+    return rebuild
