@@ -6,8 +6,16 @@ acknowledgements -> commit the offsets (AckPolicy.MANUAL). A crash anywhere
 in between redelivers the batch; the ledger answers each redelivered command
 from its request log with the original result (`duplicate: true`), so
 results are at-least-once with stable content and consumers dedupe by
-requestId. An infrastructure error (PostgreSQL down) rewinds the batch and
-retries after a bounded backoff without committing past it.
+requestId. An infrastructure error (PostgreSQL or Kafka down) rewinds the batch
+and retries after a bounded backoff without committing past it.
+
+Nothing a sender puts in a message may stall a partition or drop a batch: FastStream's
+own parsing of headers and bodies is bypassed (it fails on a header that is not UTF-8,
+or on a body that does not match a content-type header, and a failure there drops the
+batch unanswered), decoding bounds what a result can echo (consumers/decode.py), a
+dead letter too large to copy whole is sent with the beginning of its value only
+(header `x-dlq-truncated` gives the original length), and a result that cannot be
+encoded is sent with its text fields escaped rather than retried forever.
 
 Metrics (consumers/metrics.py) are counted once a batch is acknowledged, on a
 registry of this application's own, served on 127.0.0.1:METRICS_PORT.
@@ -16,6 +24,7 @@ registry of this application's own, served on 127.0.0.1:METRICS_PORT.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from typing import Any
@@ -24,12 +33,13 @@ import eventsourcing.persistence
 import psycopg
 import psycopg_pool
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from prometheus_client import CollectorRegistry
 
-from consumers.decode import DeadLetter, decode, encode_result
+from consumers.decode import MESSAGE_BYTES_MAX, DeadLetter, decode, encode_result
 from consumers.metrics import Metrics, MetricsServer
 from ledger.application import Ledger
 from ledger.commands import Command
@@ -37,7 +47,7 @@ from ledger.errors import Code
 from ledger.results import Result
 from ledger.settings import Settings
 
-__all__ = ["BATCH_RECORDS_MAX", "build_app"]
+__all__ = ["BATCH_RECORDS_MAX", "DLQ_RECORD_BYTES_MAX", "build_app"]
 
 log = logging.getLogger("ledger.consumer")
 
@@ -49,10 +59,25 @@ RETRY_BACKOFF_SECONDS_MAX = 10.0
 # stall its partition: that command alone is answered INTERNAL_SERVER_ERROR.
 ISOLATE_AFTER_FAILURES = 3
 
+# The producer refuses records larger than this (aiokafka's default, stated here);
+# the broker's own limit (message.max.bytes, default 1,048,588) is about the same.
+PRODUCER_REQUEST_BYTES_MAX = 1_048_576
+# A dead letter whose key, value and headers exceed this is not copied whole: the
+# copy plus our headers could pass the broker's limit, and a send refused for its
+# size fails again on every retry, stalling the partition. Its value is cut to
+# MESSAGE_BYTES_MAX (no command is longer) and its original headers are left out.
+DLQ_RECORD_BYTES_MAX = 1_000_000
+DLQ_KEY_BYTES_MAX = 1_024
+assert MESSAGE_BYTES_MAX + DLQ_KEY_BYTES_MAX + 4_096 < DLQ_RECORD_BYTES_MAX
+assert DLQ_RECORD_BYTES_MAX + 4_096 < PRODUCER_REQUEST_BYTES_MAX
+
 # Errors that mean "the store or the network is down": retry the batch, never isolate.
+# (Isolation runs the core one command at a time; it cannot help when PostgreSQL or
+# Kafka is away, it only turns a systemic failure into per-command answers.)
 INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
+    KafkaError,
     psycopg.OperationalError,
     psycopg.InterfaceError,
     psycopg_pool.PoolTimeout,
@@ -88,6 +113,7 @@ def build_app(
             bootstrap_servers=settings.kafka_bootstrap_servers,
             enable_idempotence=True,  # implies acks=all
             linger_ms=2,
+            max_request_size=PRODUCER_REQUEST_BYTES_MAX,
             client_id="ledger-results",
         )
         await producer["p"].start()
@@ -119,6 +145,8 @@ def build_app(
         batch_timeout_ms=BATCH_TIMEOUT_MS,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.MANUAL,
+        parser=_parse_without_headers,
+        decoder=_no_body,
     )
     async def on_commands(body: Any, msg: KafkaMessage) -> None:
         nonlocal failures, isolating
@@ -149,6 +177,25 @@ def build_app(
     return app
 
 
+async def _parse_without_headers(records: Any, original: Any) -> Any:
+    """FastStream's batch parser decodes every header value as UTF-8 and fails on a
+    header that is not (or has no value); its failure drops the whole batch unanswered
+    and the next batch commits past it. It parses header-less copies here; the handler
+    gets the records as they came (decode() reads the request id header itself)."""
+    batch = records if isinstance(records, tuple) else (records,)
+    bare = tuple(dataclasses.replace(record, headers=[]) for record in batch)
+    message = await original(bare if isinstance(records, tuple) else bare[0])
+    message.raw_message = records
+    return message
+
+
+async def _no_body(message: Any) -> None:
+    """The handler decodes the raw records itself (consumers/decode.py). FastStream's
+    decoder would JSON-parse every body first, or follow a sender's content-type header
+    into a failure that, again, drops the batch."""
+    return None
+
+
 async def _process(
     records: tuple[Any, ...],
     ledger: Ledger,
@@ -168,16 +215,8 @@ async def _process(
             log.exception("undecodable message %s/%s", record.partition, record.offset)
             decoded = DeadLetter("internal error while decoding")
         if isinstance(decoded, DeadLetter):
-            headers = [
-                *(record.headers or ()),
-                ("x-dlq-reason", decoded.reason.encode()),
-                ("x-dlq-source", f"{record.topic}/{record.partition}/{record.offset}".encode()),
-            ]
-            sends.append(
-                await producer.send(
-                    settings.dlq_topic, record.value, key=record.key, headers=headers
-                )
-            )
+            key, value, headers = _dead_letter(record, decoded.reason)
+            sends.append(await producer.send(settings.dlq_topic, value, key=key, headers=headers))
             dead_letter_reasons.append(decoded.reason)
         else:
             commands.append(decoded)
@@ -186,11 +225,55 @@ async def _process(
     for result in results:
         sends.append(
             await producer.send(
-                settings.results_topic, encode_result(result), key=result.request_id.encode()
+                settings.results_topic, _encoded(result), key=result.request_id.encode()
             )
         )
     await asyncio.gather(*sends)
     return results, dead_letter_reasons
+
+
+def _dead_letter(record: Any, reason: str) -> tuple[bytes | None, bytes | None, list[Any]]:
+    """Key, value and headers of a record's dead letter: the record unchanged plus our
+    headers, unless it is too large to copy (see DLQ_RECORD_BYTES_MAX)."""
+    ours = [
+        ("x-dlq-reason", reason.encode()),
+        ("x-dlq-source", f"{record.topic}/{record.partition}/{record.offset}".encode()),
+    ]
+    value: bytes | None = record.value
+    # Kafka takes a record with neither key nor value; aiokafka refuses to send one
+    # (an assertion, on every retry): its dead letter gets an empty key.
+    key: bytes | None = record.key if record.key is not None or value is not None else b""
+    original = list(record.headers or ())
+    size = len(key or b"") + len(value or b"")
+    size += sum(len(name) + len(content or b"") for name, content in original)
+    if size <= DLQ_RECORD_BYTES_MAX:
+        return key, value, [*original, *ours]
+    log.warning("dead letter %s has %s bytes: sent truncated", ours[1][1].decode(), size)
+    truncated = ("x-dlq-truncated", str(len(value or b"")).encode())
+    cut_key = None if key is None else key[:DLQ_KEY_BYTES_MAX]
+    return cut_key, (value or b"")[:MESSAGE_BYTES_MAX], [*ours, truncated]
+
+
+def _encoded(result: Result) -> bytes:
+    """The result's bytes; text the encoder refuses is escaped rather than failing the
+    batch on every retry (decoding keeps such text out, this is the last guard)."""
+    try:
+        return encode_result(result)
+    except Exception:
+        log.exception("result of %r cannot be encoded: text fields escaped", result.request_id)
+
+        def safe(text: str | None) -> str | None:
+            return None if text is None else text.encode("utf-8", "backslashreplace").decode()
+
+        return encode_result(
+            dataclasses.replace(
+                result,
+                type=safe(result.type) or "",
+                agent_code=safe(result.agent_code) or "",
+                message=safe(result.message) or "",
+                txn_id=safe(result.txn_id),
+            )
+        )
 
 
 def _handle_batch(ledger: Ledger, commands: list[Command]) -> list[Result]:
@@ -199,14 +282,23 @@ def _handle_batch(ledger: Ledger, commands: list[Command]) -> list[Result]:
 
 def _handle_one_by_one(ledger: Ledger, commands: list[Command]) -> list[Result]:
     """The batch keeps failing: find the command that fails and answer it alone with
-    INTERNAL_SERVER_ERROR (not remembered: it may be retried once fixed)."""
+    INTERNAL_SERVER_ERROR (not remembered: it may be retried once fixed).
+
+    When every command of a batch of several fails, the failure is not one command's:
+    it is raised (the batch is rewound and retried) rather than answered 1001 for all.
+    """
     results: list[Result] = []
+    failed = 0
     for command in commands:
         try:
             results.extend(ledger.handle_batch([command]))
         except INFRASTRUCTURE_ERRORS:
             raise
         except Exception:
+            failed += 1
+            if failed == len(commands) > 1:
+                log.error("all %s commands fail on their own: not isolated", len(commands))
+                raise
             log.exception("command %s fails on its own; answered 1001", command.request_id)
             results.append(
                 Result(

@@ -4,12 +4,28 @@ A message is dead-lettered (never answered) only when it has no usable
 requestId: not JSON, not an object, or no UUID string under `requestId`.
 Everything else gets a result, schema violations included (VALIDATION_ERROR),
 so a sender always learns what happened to a request it can name.
+
+What the edge refuses before the core sees it, so that every answer can be
+stored and published (PARAMETERS_INVALID, never applied):
+- a message value over MESSAGE_BYTES_MAX bytes: no command needs it, and its
+  echoed fields would make a result too large for Kafka (the partition would stall);
+- a text field of the command holding NUL or an unpaired surrogate ("\\ud800" is
+  valid JSON syntax but no Unicode text): neither can be encoded as UTF-8 or
+  stored in a PostgreSQL text column.
+A JSON number where the schema wants text (`"txnId": 1e400`) is VALIDATION_ERROR, like
+any ill-typed field; only `amount` takes numbers.
+Fields echoed from a refused message (`agentCode`, `type`) are echoed only when
+they are short and encodable, else as "".
+
+A requestId is usable when it is a UUID in its canonical text form
+(8-4-4-4-12 hexadecimal digits, any case); `uuid.UUID` alone would also take
+braces, "urn:uuid:", missing hyphens, underscores and non-ASCII digits.
 """
 
 from __future__ import annotations
 
 import hashlib
-import uuid
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,11 +35,26 @@ from ledger import commands as core
 from ledger.errors import Code
 from ledger.money import currency_exponent, format_minor
 from ledger.results import Result
-from schemas import COMMAND_MODELS, ResultMessage, loads_exact
+from schemas import COMMAND_MODELS, JsonNumber, ResultMessage, loads_exact
 
-__all__ = ["REQUEST_ID_HEADER", "DeadLetter", "decode", "encode_result"]
+__all__ = [
+    "ECHO_CHARS_MAX",
+    "MESSAGE_BYTES_MAX",
+    "REQUEST_ID_HEADER",
+    "DeadLetter",
+    "decode",
+    "encode_result",
+]
 
 REQUEST_ID_HEADER = "X-MGP-REQ-ID"
+
+# A command is a few hundred bytes; a value above this is refused (answered, never
+# applied), which bounds every field a result echoes and every record we store.
+MESSAGE_BYTES_MAX = 64 * 1024
+# `agentCode` and `type` of a refused message are echoed up to this length.
+ECHO_CHARS_MAX = 200
+
+_CANONICAL_UUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,15 +64,36 @@ class DeadLetter:
     reason: str
 
 
-def _header(headers: list[tuple[str, bytes]] | None, name: str) -> str | None:
+def _header(headers: list[tuple[str, bytes | None]] | None, name: str) -> str | None:
+    """The first header of that name (case-insensitive); a header without a value is ""."""
     for key, value in headers or ():
         if key.lower() == name.lower():
-            return value.decode("utf-8", "replace")
+            return (value or b"").decode("utf-8", "replace")
     return None
 
 
+def _storable(text: str) -> bool:
+    """Text that UTF-8 can encode and a PostgreSQL text column can hold."""
+    if "\x00" in text:
+        return False
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # an unpaired surrogate
+        return False
+    return True
+
+
+def _echo(value: Any) -> str:
+    """A field of a refused message as its result may carry it: short, storable text."""
+    if isinstance(value, str) and len(value) <= ECHO_CHARS_MAX and _storable(value):
+        return value
+    return ""
+
+
 def decode(
-    value: bytes | None, headers: list[tuple[str, bytes]] | None = None
+    value: bytes | None, headers: list[tuple[str, bytes | None]] | None = None
 ) -> core.Command | DeadLetter:
     """Decode one message value (and its headers) into a core command or a dead letter."""
     try:
@@ -59,8 +111,8 @@ def decode(
     def invalid(code: Code, message: str) -> core.InvalidCommand:
         return core.InvalidCommand(
             request_id=request_id,
-            agent_code=agent_code if isinstance(agent_code, str) else "",
-            raw_type=raw_type if isinstance(raw_type, str) else "",
+            agent_code=_echo(agent_code),
+            raw_type=_echo(raw_type),
             code=code,
             message=message,
             payload_digest=hashlib.sha256(value or b"").hexdigest(),
@@ -71,9 +123,21 @@ def decode(
         return invalid(
             Code.PARAMETERS_INVALID, f"header {REQUEST_ID_HEADER} differs from requestId"
         )
+    if len(value or b"") > MESSAGE_BYTES_MAX:
+        return invalid(Code.PARAMETERS_INVALID, f"the message is over {MESSAGE_BYTES_MAX} bytes")
     if not isinstance(raw_type, str) or raw_type.lower() not in COMMAND_MODELS:
         return invalid(Code.VALIDATION_ERROR, "type is missing or unknown")
     model = COMMAND_MODELS[raw_type.lower()]
+    for name in model.model_fields:
+        text = payload.get(name)
+        if isinstance(text, JsonNumber) and name != "amount":
+            # JsonNumber is a str (it keeps an amount's exact text): the model's strict
+            # `str` fields would take 1.5 or 1e400 for a txnId or an agentCode.
+            return invalid(Code.VALIDATION_ERROR, f"{name}: a JSON number is not text")
+        if isinstance(text, str) and not _storable(text):
+            return invalid(
+                Code.PARAMETERS_INVALID, f"{name}: NUL or an unpaired surrogate is not text"
+            )
     try:
         fields = model.model_validate(payload).model_dump(exclude_none=True)
     except ValidationError as error:
@@ -84,11 +148,7 @@ def decode(
 
 
 def _is_uuid(text: str) -> bool:
-    try:
-        uuid.UUID(text)
-    except ValueError:
-        return False
-    return True
+    return _CANONICAL_UUID.fullmatch(text) is not None
 
 
 _CORE_TYPES: dict[str, type[core.Command]] = {

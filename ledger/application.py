@@ -36,7 +36,7 @@ from ledger.chain import GENESIS_HASH, BatchSealed
 from ledger.commands import Command, CreateAgent, InvalidCommand, TransferPoints
 from ledger.domain import NAMESPACE, Issuance, RequestHandled, SameAsOriginal, UserDirectory
 from ledger.errors import Code, LedgerError
-from ledger.handlers import HANDLERS
+from ledger.handlers import AGENT_CODE, HANDLERS
 from ledger.results import Result
 from ledger.store import OrjsonTranscoder, queries_for
 
@@ -203,9 +203,18 @@ class Ledger(Application[UUID]):
         raise RuntimeError("the batch lost the optimistic-concurrency race too often")
 
     def _forget(self, batch: _Batch) -> None:
-        """Drop every aggregate the failed batch touched: their memory is ahead of the store."""
+        """Drop every aggregate the failed batch touched (their memory is ahead of the
+        store) and re-read this writer's newest seal: a commit whose acknowledgement was
+        lost did land, and the next seal must follow it."""
         for stream_id in batch.touched:
             self._aggregates.pop(stream_id, None)
+        try:
+            newest = self.recorder.select_events(self.writer_id, desc=True, limit=1)
+        except Exception:  # the store is away; the next attempt re-reads it again
+            return
+        if newest:
+            sealed = cast(BatchSealed, self.mapper.to_domain_event(newest[0]))
+            self.seal_version, self.seal_hash = sealed.originator_version, sealed.hash
 
     def _run(self, batch: _Batch, commands: Sequence[Command]) -> list[Result]:
         stream_ids = [RequestHandled.stream_id(c.request_id) for c in commands]
@@ -350,11 +359,16 @@ class Ledger(Application[UUID]):
         """
         stream_ids = {UserDirectory.STREAM_ID}
         for command in commands:
-            stream_ids.add(AgentBook.create_id(command.agent_code))
+            codes = [command.agent_code]
             if isinstance(command, TransferPoints):
-                stream_ids.add(AgentBook.create_id(command.to_agent_code))
+                codes.append(command.to_agent_code)
             elif isinstance(command, CreateAgent) and command.parent_code is not None:
-                stream_ids.add(AgentBook.create_id(command.parent_code))
+                codes.append(command.parent_code)
+            # An invalid code names no book (its handler refuses it); it may not even
+            # be encodable as UTF-8 (an unpaired surrogate), so it is never hashed.
+            stream_ids.update(
+                AgentBook.create_id(code) for code in codes if AGENT_CODE.fullmatch(code)
+            )
         versions = {}
         for stream_id in stream_ids:
             cached = self._aggregates.get(stream_id)
@@ -370,9 +384,14 @@ def _refused(command: Command, code: Code, message: str, processed_at_ms: int = 
     raw_type = command.raw_type if isinstance(command, InvalidCommand) else command.type_name
     return Result(
         request_id=command.request_id,
-        type=raw_type,
-        agent_code=command.agent_code,
+        type=_utf8(raw_type),
+        agent_code=_utf8(command.agent_code),
         code=code,
-        message=message,
+        message=_utf8(message),
         processed_at_ms=processed_at_ms,
     )
+
+
+def _utf8(text: str) -> str:
+    """Text that can be stored and sent: a lone surrogate becomes '?'."""
+    return text.encode("utf-8", "replace").decode("utf-8")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import re
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -57,7 +58,11 @@ class Command:
             elif isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2**63:
                 value = str(value)  # no such user; orjson writes 64-bit integers only
             payload[name] = value
-        return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
+        try:
+            canonical = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
+        except TypeError:  # text that is not valid UTF-8 (a lone surrogate): escape it
+            canonical = json.dumps(payload, sort_keys=True, ensure_ascii=True).encode()
+        return hashlib.sha256(canonical).hexdigest()
 
 
 _PLAIN_DECIMAL = re.compile(r"(\d+)(?:\.(\d+))?")
