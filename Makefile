@@ -34,7 +34,7 @@ test: services-up ## Install what is missing, start services, run every test (fa
 	  $(PY) -m pytest -p no:cacheprovider -m "not faults_full" $(PYTEST_ARGS)
 
 test-faults: install ## Full fault suite: kill -9, restarts, bad input, overload (own Kafka/PostgreSQL)
-	$(PY) -m pytest -p no:cacheprovider tests/faults -m faults_full $(PYTEST_ARGS)
+	$(PY) -m pytest -p no:cacheprovider tests/faults -m "not faults_bounded" $(PYTEST_ARGS)
 
 test-unit: install ## Unit tests only (in memory, no services)
 	$(PY) -m pytest -p no:cacheprovider tests/unit $(PYTEST_ARGS)
