@@ -29,9 +29,12 @@ services-down: ## Stop only the Kafka and PostgreSQL that deploy/local started
 run: services-up ## Start the ledger in the foreground (Ctrl-C stops it)
 	@eval "export $$(bash $(SERVICES) status | tail -n 1)" && exec $(VENV)/bin/ledger run
 
-test: services-up ## Install what is missing, start services, run every test (fault suite bounded)
+test: services-up ## Install what is missing, start services, run every test but the fault suite
 	@eval "export $$(bash $(SERVICES) status | tail -n 1)" && \
-	  $(PY) -m pytest -p no:cacheprovider -m "not faults_full" $(PYTEST_ARGS)
+	  $(PY) -m pytest -p no:cacheprovider -m "not faults" $(PYTEST_ARGS)
+
+test-faults-bounded: install ## The fault suite at its bounded scale (own Kafka/PostgreSQL, ~3 min)
+	$(PY) -m pytest -p no:cacheprovider tests/faults -m "not faults_full" $(PYTEST_ARGS)
 
 test-faults: install ## Full fault suite: kill -9, restarts, bad input, overload (own Kafka/PostgreSQL)
 	$(PY) -m pytest -p no:cacheprovider tests/faults -m "not faults_bounded" $(PYTEST_ARGS)
@@ -55,7 +58,7 @@ asyncapi: install ## Write the AsyncAPI 3.0 document of the Kafka topics to docs
 	@mkdir -p docs
 	$(PY) -m faststream docs gen consumers.asyncapi:app --out docs/asyncapi.json
 
-.PHONY: help install services-up services-down run test test-faults test-unit lint fmt bench-core asyncapi
+.PHONY: help install services-up services-down run test test-faults test-faults-bounded test-unit lint fmt bench-core asyncapi
 
 bench: services-up ## End-to-end benchmarks vs baselines and limits, one run (BENCH_SCALE=1: ~5 min)
 	@eval "export $$(bash $(SERVICES) status | tail -n 1)" && \

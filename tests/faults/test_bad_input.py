@@ -71,7 +71,7 @@ class InputScale:
 BOUNDED = InputScale("bounded", 10_000, 600, 400)
 FULL = InputScale("full", 100_000, 3_000, 3_000)
 SCALES = [
-    pytest.param(BOUNDED, id="bounded"),
+    pytest.param(BOUNDED, id="bounded", marks=pytest.mark.faults_bounded),
     pytest.param(FULL, id="full", marks=pytest.mark.faults_full),
 ]
 BATCH_MESSAGES_MEAN = 32  # hostile_batches: 1..60 messages plus up to 3 copies

@@ -31,7 +31,7 @@ from ledger.settings import store_env
 from tests.faults.dedicated import DedicatedServices
 from tests.faults.hostile import HOSTILE_WORLD
 
-pytestmark = pytest.mark.faults
+# Not marked `faults`: these regression tests are deterministic and run in `make test`.
 
 
 def _bet(**fields: Any) -> bytes:

@@ -53,7 +53,7 @@ class Scale:
 BOUNDED = Scale("bounded", 3_000, 300.0, 3, 1, 240.0)
 FULL = Scale("full", 20_000, 500.0, 10, 2, 900.0)
 SCALES = [
-    pytest.param(BOUNDED, id="bounded"),
+    pytest.param(BOUNDED, id="bounded", marks=pytest.mark.faults_bounded),
     pytest.param(FULL, id="full", marks=pytest.mark.faults_full),
 ]
 
