@@ -134,3 +134,23 @@ def casino_workload(
     world = casino_world(seed, casinos, players_per_casino)
     yield from world.setup[:commands_total]
     yield from casino_play(world, commands_total - len(world.setup), seed + 1)
+
+
+def world_as_built(
+    world: World, code_of: dict[tuple[str, int], int], deposits: list[c.Command]
+) -> World:
+    """The world as a ledger built it: userCodes come back in the order the ledger saw the
+    createUser commands (Kafka's partitions may reorder them), `code_of` maps each
+    planned (casino, userCode) to the real one, and `deposits` already use the real ones."""
+    creations = [command for command in world.setup if isinstance(command, c.CreateUser)]
+    in_ledger_order = sorted(
+        zip(creations, world.players, strict=True), key=lambda pair: code_of[pair[1]]
+    )
+    others = [
+        command for command in world.setup if not isinstance(command, c.CreateUser | c.Deposit)
+    ]
+    return World(
+        setup=[*others, *(command for command, _ in in_ledger_order), *deposits],
+        players=[(casino, code_of[(casino, user)]) for casino, user in world.players],
+        casinos=world.casinos,
+    )

@@ -18,7 +18,7 @@ from ledger.application import Ledger
 from ledger.commands import Command, CreateAgent, CreateUser, Deposit, TransferPoints
 from ledger.results import Result
 from ledger.settings import store_env
-from tests.bench.workload import World, casino_play, casino_world
+from tests.bench.workload import World, casino_play, casino_world, world_as_built
 from tests.e2e.harness import Stack, produce, read_all, results_by_request
 from tests.wire import wire_bytes
 
@@ -84,18 +84,7 @@ def send_world(stack: Stack, world: World) -> World:
     send(stack, deposits)
     answers = results_for(stack, {c.request_id for c in deposits})
     assert [answers[c.request_id][0]["code"] for c in deposits] == [0] * len(deposits)
-    in_ledger_order = sorted(
-        zip(creations, world.players, strict=True), key=lambda pair: code_of[pair[1]]
-    )
-    return World(
-        setup=[
-            *(c for c in setup if not isinstance(c, CreateUser)),
-            *(command for command, _ in in_ledger_order),
-            *deposits,
-        ],
-        players=[(casino, code_of[(casino, user)]) for casino, user in world.players],
-        casinos=world.casinos,
-    )
+    return world_as_built(world, code_of, deposits)
 
 
 def results_for(

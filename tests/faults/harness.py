@@ -34,7 +34,7 @@ from ledger.application import Ledger
 from ledger.audit import verify
 from ledger.commands import Command, CreateAgent, CreateUser, Deposit, TransferPoints
 from ledger.settings import Settings, store_env
-from tests.bench.workload import World
+from tests.bench.workload import World, world_as_built
 from tests.unit.reference_model import ModelResult, ReferenceModel
 from tests.wire import wire_bytes
 
@@ -307,18 +307,7 @@ def build_world(client: KafkaClient, world: World) -> World:
     client.send([message(c) for c in deposits])
     answers = client.wait_answered({c.request_id for c in deposits}, SETUP_SECONDS_MAX)
     assert all(answers[c.request_id][0]["code"] == 0 for c in deposits)
-    in_ledger_order = sorted(
-        zip(creations, world.players, strict=True), key=lambda pair: code_of[pair[1]]
-    )
-    return World(
-        setup=[
-            *(c for c in setup if not isinstance(c, CreateUser)),
-            *(command for command, _ in in_ledger_order),
-            *deposits,
-        ],
-        players=[(casino, code_of[(casino, user)]) for casino, user in world.players],
-        casinos=world.casinos,
-    )
+    return world_as_built(world, code_of, deposits)
 
 
 # ------------------------------------------------------------------ the verdict
