@@ -29,9 +29,9 @@ services-down: ## Stop only the Kafka and PostgreSQL that deploy/local started
 run: services-up ## Start the ledger in the foreground (Ctrl-C stops it)
 	@eval "export $$(bash $(SERVICES) status | tail -n 1)" && exec $(VENV)/bin/ledger run
 
-test: services-up ## Install what is missing, start services, run every test but the fault suite
+test: services-up ## Install what is missing, start services, run every test (fault suite at its bounded scale)
 	@eval "export $$(bash $(SERVICES) status | tail -n 1)" && \
-	  $(PY) -m pytest -p no:cacheprovider -m "not faults" $(PYTEST_ARGS)
+	  $(PY) -m pytest -p no:cacheprovider -m "not faults_full" $(PYTEST_ARGS)
 
 test-faults-bounded: install ## The fault suite at its bounded scale (own Kafka/PostgreSQL, ~3 min)
 	$(PY) -m pytest -p no:cacheprovider tests/faults -m "not faults_full" $(PYTEST_ARGS)

@@ -59,10 +59,12 @@ SCALES = [
 
 CASINOS = 8
 PLAYERS_PER_CASINO = 10
-# A kill cycle: a random wait (at most 1.2 s), SIGKILL, and a restart until "ready"
-# (about 3 s on 2 cores). The stream is paced to last longer than every cycle, so that
-# every kill comes while commands are still in flight.
-KILL_CYCLE_SECONDS = 6.0
+# The kill scenario sends its stream in slices, one per kill and a last one: each kill
+# comes a random moment into its slice (at most KILL_AFTER_SECONDS_MAX), while the slice
+# is still being sent, whatever a restart before it cost. A slice lasts at least
+# SLICE_SECONDS_MIN at the scale's pace.
+KILL_AFTER_SECONDS_MAX = 1.2
+SLICE_SECONDS_MIN = 2.5
 
 
 @dataclass
@@ -114,9 +116,10 @@ def start_run(
     transfers: bool = False,
     shape: Callable[[list[Command], random.Random], list[Command]] | None = None,
     per_second: float | None = None,
+    stream: bool = True,
 ) -> Run:
     """Start the services, build the world, and start streaming the play at the scale's pace
-    (or `per_second`)."""
+    (or `per_second`); with `stream=False` the caller sends `run.sent` itself."""
     started = time.monotonic()
     services = [stack.service() for _ in range(instances)]
     for service in services:
@@ -125,7 +128,8 @@ def start_run(
     world = build_world(client, planned)
     play: list[Command] = casino_play(world, scale.commands, seed=23, transfers=transfers)
     sent = shape(play, random.Random(29)) if shape is not None else play
-    client.send_paced([message(c) for c in sent], per_second or scale.per_second)
+    if stream:
+        client.send_paced([message(c) for c in sent], per_second or scale.per_second)
     return Run(name, scale, stack, client, services, world, sent, started)
 
 
@@ -142,17 +146,21 @@ def mid_stream(run: Run, fraction: float, seconds_max: float = 120.0) -> None:
 def test_kill_minus_nine_at_random_points_loses_nothing_and_applies_nothing_twice(
     scale: Scale, stack: Stack, client: KafkaClient
 ) -> None:
-    pace = scale.commands / (scale.kills * KILL_CYCLE_SECONDS)
-    run = start_run("kill -9", scale, stack, client, per_second=pace)
+    run = start_run("kill -9", scale, stack, client, stream=False)
     service = run.services[0]
+    size = len(run.sent) // (scale.kills + 1)
+    assert size >= SLICE_SECONDS_MIN * scale.per_second, "a slice outlasts its kill's moment"
+    slices = [run.sent[n * size : (n + 1) * size] for n in range(scale.kills)]
     rng = random.Random(31)
     kills_mid_stream = 0
-    for _ in range(scale.kills):
-        time.sleep(rng.uniform(0.1, 1.2))
-        in_flight = run.in_flight()
+    for piece in slices:
+        client.send_paced([message(c) for c in piece], scale.per_second)
+        time.sleep(rng.uniform(0.1, KILL_AFTER_SECONDS_MAX))
+        kills_mid_stream += not client.pacing_done.is_set()  # its slice is still being sent
         service.kill()
-        kills_mid_stream += in_flight > 0
         service.start()
+        client.wait_paced(scale.answers_seconds_max)
+    client.send_paced([message(c) for c in run.sent[scale.kills * size :]], scale.per_second)
 
     figures = run.finish({"kill -9": scale.kills})
 
