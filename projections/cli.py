@@ -9,13 +9,20 @@
     ledger agents disallow-ip CODE IP       remove one (an empty list allows any IP)
     ledger agents ips CODE                  show the list
 
-`ReadSide` runs the projector and the API beside the Kafka consumer in `ledger run`.
+`ReadSide` runs the projector and the API beside the Kafka consumer in `ledger run`, in a
+child process of their own.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import multiprocessing
+import multiprocessing.process
+import os
+import signal
 import socket
+import sys
 import threading
 from typing import Annotated, Any
 
@@ -40,13 +47,23 @@ from projections.security import (
 )
 from projections.views import ProjectionError, Projector
 
-__all__ = ["API_HOST", "ReadSide", "agents_app", "api_server", "project", "serve", "tokens_app"]
+__all__ = [
+    "API_HOST",
+    "ReadSide",
+    "ReadSideThreads",
+    "agents_app",
+    "api_server",
+    "project",
+    "serve",
+    "tokens_app",
+]
 
 log = logging.getLogger("ledger.read_side")
 
 # The API listens on the loopback interface only; a reverse proxy publishes it.
 API_HOST = "127.0.0.1"
 STOP_SECONDS_MAX = 10.0
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 tokens_app = typer.Typer(help="API tokens: create, revoke, list.", no_args_is_help=True)
 agents_app = typer.Typer(help="Per-agent API settings (IP allow lists).", no_args_is_help=True)
@@ -119,10 +136,76 @@ def serve() -> None:
 
 
 class ReadSide:
-    """The projector and the API as threads beside `ledger run`'s consumer.
+    """The projector and the API beside `ledger run`'s consumer, in a child process.
+
+    The consumer's process is bound by Python's GIL: the projector and the API threads
+    took a quarter of it (bench/profile.py). In a process of their own they run on the
+    other core. The child dies with its parent (PR_SET_PDEATHSIG, SIGKILL: a kill -9 of
+    the service leaves no projector behind holding the API port; the projector's
+    transactions are atomic, so a kill loses nothing).
 
     The read side must never take the write path down: a port already in use or a
-    projector error is logged, and the consumer keeps running.
+    projector error is logged in the child, and the consumer keeps running.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.process: multiprocessing.process.BaseProcess | None = None
+
+    def start(self) -> None:
+        if not (self.settings.projector_enabled or self.settings.api_port):
+            return
+        context = multiprocessing.get_context("spawn")
+        self.process = context.Process(
+            target=_read_side_main,
+            args=(self.settings, os.getpid()),
+            name="ledger-read-side",
+            daemon=True,
+        )
+        self.process.start()
+
+    def stop(self) -> None:
+        process = self.process
+        if process is None or process.pid is None:
+            return
+        if process.is_alive():
+            os.kill(process.pid, signal.SIGTERM)
+        process.join(timeout=STOP_SECONDS_MAX)
+        if process.is_alive():
+            log.error("the read side did not stop in %ss: killed", STOP_SECONDS_MAX)
+            process.kill()
+            process.join(timeout=STOP_SECONDS_MAX)
+
+
+def _read_side_main(settings: Settings, parent_pid: int) -> None:
+    """The read side's process: its threads until SIGTERM or SIGINT (or its parent dies)."""
+    _die_with_parent(parent_pid)
+    _logging()
+    stop = threading.Event()
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, lambda *_: stop.set())
+    threads = ReadSideThreads(settings)
+    try:
+        threads.start()
+        stop.wait()
+    finally:
+        threads.stop()
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Ask Linux to SIGKILL this process when its parent dies; exit if it already has."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL) != 0:
+            log.error("prctl(PR_SET_PDEATHSIG) failed: errno %s", ctypes.get_errno())
+    if os.getppid() != parent_pid:
+        os._exit(0)
+
+
+class ReadSideThreads:
+    """The projector and the API as threads of the read side's process.
+
+    A port already in use or a projector error is logged; the other part keeps running.
     """
 
     def __init__(self, settings: Settings) -> None:
