@@ -34,7 +34,7 @@ from bench.kafka import (
 )
 from bench.service import Service
 from bench.simulate import Player, World, play
-from bench.stats import cpu_seconds, percentile
+from bench.stats import child_pids, cpu_seconds, percentile
 from ledger.commands import Command
 
 __all__ = [
@@ -127,7 +127,12 @@ async def sustained(
     `on_started` gets the service's pid as soon as it is ready (e.g. to profile it)."""
     reader.reset()
     count = len(prepared.commands)
-    cpu_pids = {"ledger": lambda: [service.pid], **cpu_pids}
+    cpu_pids = {
+        "ledger": lambda: [service.pid],
+        # The projector (and API) of `ledger run` run in a child process of the service.
+        "ledger read side": lambda: child_pids(service.pid),
+        **cpu_pids,
+    }
     await asyncio.to_thread(service.start)
     if on_started is not None:
         on_started(service.pid)

@@ -29,7 +29,7 @@ from bench.kafka import ResultReader, Sender, create_topics
 from bench.run import PARTITIONS, RESULTS_DIR, SEED, SHAPE, Bench
 from bench.service import Service
 from bench.simulate import build_world
-from bench.stats import cpu_seconds
+from bench.stats import child_pids, cpu_seconds
 from ledger.settings import Settings
 
 __all__ = ["Profile", "main", "parse", "summary"]
@@ -163,6 +163,8 @@ async def _profiled_run(bench: Bench, stamp: str) -> tuple[Path, Path, float]:
         seconds = time.perf_counter() - started
         print(f"{sustained.commands_per_s:,.0f} commands/s while profiled", flush=True)
         print(f"ledger process CPU: {cpu_seconds([service.pid]):.1f} s in all", flush=True)
+        read_side = cpu_seconds(child_pids(service.pid))
+        print(f"its read side (child process, not profiled): {read_side:.1f} s", flush=True)
     finally:
         for spy in spies:
             spy.send_signal(signal.SIGINT)

@@ -6,7 +6,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["cpu_seconds", "percentile", "server_pids"]
+__all__ = ["child_pids", "cpu_seconds", "percentile", "server_pids"]
 
 CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 
@@ -51,7 +51,7 @@ def server_pids(port: int) -> list[int]:
             break
     if listener is None:
         return []
-    return [listener, *(pid for pid in _children(listener))]
+    return [listener, *(pid for pid in child_pids(listener))]
 
 
 def _listening_inodes(port: int) -> set[str]:
@@ -68,7 +68,8 @@ def _listening_inodes(port: int) -> set[str]:
     return inodes
 
 
-def _children(parent: int) -> list[int]:
+def child_pids(parent: int) -> list[int]:
+    """The processes whose parent is `parent` (e.g. the read side of `ledger run`)."""
     found = []
     for pid, _, _ in _processes():
         try:
