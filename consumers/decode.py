@@ -29,6 +29,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 
 from ledger import commands as core
@@ -44,6 +45,7 @@ __all__ = [
     "DeadLetter",
     "decode",
     "encode_result",
+    "result_message",
 ]
 
 REQUEST_ID_HEADER = "X-MGP-REQ-ID"
@@ -183,7 +185,44 @@ def _to_core(type_name: str, fields: dict[str, Any]) -> core.Command:
 
 
 def encode_result(result: Result) -> bytes:
-    """The wire form of a result: camelCase, amounts with the currency's digits, no nulls."""
+    """The wire form of a result: camelCase, amounts with the currency's digits, no nulls.
+
+    Byte for byte what `result_message(result).to_json()` (the documented wire model)
+    writes, keys in the model's order, but written by orjson from a dict: building and
+    dumping a pydantic model per result cost the event loop ~6 µs. What orjson refuses
+    (an integer beyond 64 bits, text with an unpaired surrogate) goes through the model
+    as before, which writes it or raises as it always did."""
+    exponent = currency_exponent(result.currency) if result.currency else 0
+    body: dict[str, Any] = {
+        "requestId": result.request_id,
+        "type": result.type,
+        "agentCode": result.agent_code,
+        "code": int(result.code),
+        "status": result.status,
+        "message": result.message,
+        "duplicate": result.duplicate,
+    }
+    if result.user_code is not None:
+        body["userCode"] = result.user_code
+    if result.txn_id is not None:
+        body["txnId"] = result.txn_id
+    if result.balance_minor is not None:
+        body["balance"] = format_minor(result.balance_minor, exponent)
+    if result.agent_balance_minor is not None:
+        body["agentBalance"] = format_minor(result.agent_balance_minor, exponent)
+    if result.event_id is not None:
+        body["eventId"] = result.event_id
+    if result.sequence is not None:
+        body["sequence"] = result.sequence
+    body["processedAtMs"] = result.processed_at_ms
+    try:
+        return orjson.dumps(body)
+    except orjson.JSONEncodeError:
+        return result_message(result).to_json()
+
+
+def result_message(result: Result) -> ResultMessage:
+    """The result as the documented wire model (schemas.ResultMessage)."""
     exponent = currency_exponent(result.currency) if result.currency else 0
 
     def amount(minor: int | None) -> str | None:
@@ -204,4 +243,4 @@ def encode_result(result: Result) -> bytes:
         eventId=result.event_id,
         sequence=result.sequence,
         processedAtMs=result.processed_at_ms,
-    ).to_json()
+    )
