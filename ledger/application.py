@@ -16,14 +16,17 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar, cast
 from uuid import UUID, uuid4, uuid5
 
+import psycopg
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, Transcoder
+from eventsourcing.utils import Environment
 
 from ledger.book import AgentBook
 from ledger.bounds import (
@@ -129,6 +132,37 @@ class _Batch:
 PRIMARY_EVENTS = (AgentBook.Posted, AgentBook.AgentCreated, AgentBook.UserRegistered)
 
 
+# pg_advisory_lock key of the store's set-up (any bigint; "ledger" in ASCII).
+STORE_SETUP_LOCK_KEY = 0x6C6564676572
+
+
+@contextmanager
+def _store_setup_lock(env: Environment) -> Iterator[None]:
+    """Hold a PostgreSQL advisory lock while the store's tables are set up.
+
+    eventsourcing creates its tables, types and functions at start-up (`CREATE ... IF
+    NOT EXISTS`, `CREATE OR REPLACE FUNCTION`). Two processes doing it at the same time
+    make PostgreSQL refuse one ("tuple concurrently updated"): two instances of the
+    service started together would lose one of them. The lock makes them take turns.
+    Nothing to do for the in-memory store.
+    """
+    if env.get("PERSISTENCE_MODULE") != "eventsourcing.postgres":
+        yield
+        return
+    with psycopg.connect(
+        host=env.get("POSTGRES_HOST"),
+        port=env.get("POSTGRES_PORT"),
+        dbname=env.get("POSTGRES_DBNAME"),
+        user=env.get("POSTGRES_USER"),
+        password=env.get("POSTGRES_PASSWORD"),
+        connect_timeout=int(env.get("POSTGRES_CONNECT_TIMEOUT") or 10),
+        autocommit=True,
+        application_name="ledger-setup",
+    ) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (STORE_SETUP_LOCK_KEY,))
+        yield  # closing the connection releases the lock
+
+
 class Ledger(Application[UUID]):
     """The event-sourced ledger. Persistence comes from the environment
     (PERSISTENCE_MODULE, POSTGRES_*), in memory when none is set."""
@@ -139,7 +173,8 @@ class Ledger(Application[UUID]):
         return OrjsonTranscoder()
 
     def __init__(self, env: dict[str, str] | None = None) -> None:
-        super().__init__(env)
+        with _store_setup_lock(self.construct_env(self.name, env)):
+            super().__init__(env)
         self._aggregates: _LRU = _LRU(BOOKS_CACHED_MAX)
         self._requests: _LRU = _LRU(REQUESTS_CACHED_MAX)
         self._queries = queries_for(self.recorder)
