@@ -19,6 +19,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 
 import pytest
 
@@ -168,38 +169,38 @@ def test_kill_minus_nine_at_random_points_loses_nothing_and_applies_nothing_twic
     assert figures.clean
 
 
-@pytest.mark.parametrize("scale", SCALES)
-def test_postgresql_restarts_mid_run_lose_nothing_and_apply_nothing_twice(
-    scale: Scale, stack: Stack, client: KafkaClient, dedicated: DedicatedServices
+def restarts_mid_run(
+    name: str, restart: Callable[[], None], scale: Scale, stack: Stack, client: KafkaClient
 ) -> None:
-    run = start_run("postgresql restart", scale, stack, client)
+    """Stream the play, `restart` a server `scale.restarts` times while commands are in
+    flight, and judge the run."""
+    run = start_run(name, scale, stack, client)
     in_flight = []
     for n in range(scale.restarts):
         mid_stream(run, (n + 1) / (scale.restarts + 2))
         in_flight.append(run.in_flight())
-        dedicated.restart_postgres(down_seconds=2.0)
+        restart()
 
-    figures = run.finish({"postgresql restart": scale.restarts})
+    figures = run.finish({name: scale.restarts})
 
     assert all(n > 0 for n in in_flight), in_flight
     assert figures.clean
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_postgresql_restarts_mid_run_lose_nothing_and_apply_nothing_twice(
+    scale: Scale, stack: Stack, client: KafkaClient, dedicated: DedicatedServices
+) -> None:
+    restart = partial(dedicated.restart_postgres, down_seconds=2.0)
+    restarts_mid_run("postgresql restart", restart, scale, stack, client)
 
 
 @pytest.mark.parametrize("scale", SCALES)
 def test_kafka_broker_restarts_mid_run_lose_nothing_and_apply_nothing_twice(
     scale: Scale, stack: Stack, client: KafkaClient, dedicated: DedicatedServices
 ) -> None:
-    run = start_run("kafka restart", scale, stack, client)
-    in_flight = []
-    for n in range(scale.restarts):
-        mid_stream(run, (n + 1) / (scale.restarts + 2))
-        in_flight.append(run.in_flight())
-        dedicated.restart_kafka(down_seconds=2.0)
-
-    figures = run.finish({"kafka restart": scale.restarts})
-
-    assert all(n > 0 for n in in_flight), in_flight
-    assert figures.clean
+    restart = partial(dedicated.restart_kafka, down_seconds=2.0)
+    restarts_mid_run("kafka restart", restart, scale, stack, client)
 
 
 @pytest.mark.parametrize("scale", SCALES)
