@@ -23,11 +23,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import e2e, views
+from bench import e2e
 from bench.bounds import Sizes
 from bench.kafka import ResultReader, Sender, create_topics
 from bench.run import PARTITIONS, RESULTS_DIR, SEED, SHAPE, Bench
-from bench.service import Service
 from bench.simulate import build_world
 from bench.stats import child_pids, cpu_seconds
 from ledger.settings import Settings
@@ -134,14 +133,7 @@ def _spy(pid: int, out: Path, idle: bool) -> subprocess.Popen[bytes]:
 
 async def _profiled_run(bench: Bench, stamp: str) -> tuple[Path, Path, float]:
     await create_topics(bench.bootstrap, bench.topics.names, PARTITIONS)
-    service = Service(
-        bench.bootstrap,
-        bench.database_url,
-        bench.schema,
-        bench.topics,
-        bench.workdir / "service.log",
-        projector=views.available(),
-    )
+    service = bench.ledger_service()
     sender = Sender(bench.bootstrap, bench.topics.commands)
     reader = ResultReader(bench.bootstrap, bench.topics.results)
     await sender.start()

@@ -86,9 +86,9 @@ class Bench:
 
     # ------------------------------------------------------------------ over Kafka
 
-    async def kafka_phases(self) -> None:
-        await create_topics(self.bootstrap, self.topics.names, PARTITIONS)
-        service = Service(
+    def ledger_service(self) -> Service:
+        """`ledger run` on this run's topics and schema (with its read side if present)."""
+        return Service(
             self.bootstrap,
             self.database_url,
             self.schema,
@@ -96,6 +96,10 @@ class Bench:
             self.workdir / "service.log",
             projector=views.available(),
         )
+
+    async def kafka_phases(self) -> None:
+        await create_topics(self.bootstrap, self.topics.names, PARTITIONS)
+        service = self.ledger_service()
         sender = Sender(self.bootstrap, self.topics.commands)
         reader = ResultReader(self.bootstrap, self.topics.results)
         await sender.start()
