@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar, cast
-from uuid import UUID, uuid4, uuid5
+from uuid import UUID, uuid4
 
 import psycopg
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -37,7 +37,7 @@ from ledger.bounds import (
 )
 from ledger.chain import GENESIS_HASH, BatchSealed
 from ledger.commands import Command, CreateAgent, InvalidCommand, TransferPoints
-from ledger.domain import NAMESPACE, Issuance, RequestHandled, SameAsOriginal, UserDirectory
+from ledger.domain import Issuance, RequestHandled, SameAsOriginal, UserDirectory, event_id
 from ledger.errors import Code, LedgerError
 from ledger.handlers import AGENT_CODE, HANDLERS
 from ledger.results import Result
@@ -294,9 +294,7 @@ class Ledger(Application[UUID]):
         if result.code == Code.OK and events:
             primary = events[0]
             assert isinstance(primary, PRIMARY_EVENTS), primary
-            result.event_id = str(
-                uuid5(NAMESPACE, f"{primary.originator_id}/{primary.originator_version}")
-            )
+            result.event_id = event_id(primary.originator_id, primary.originator_version)
             primaries[result.event_id] = primary
         return result
 
@@ -340,7 +338,7 @@ class Ledger(Application[UUID]):
             recordings = self.events.put([*written, seal])
             self.seal_version, self.seal_hash = seal.originator_version, seal.hash
         sequence_of = {id(r.domain_event): r.notification.id for r in recordings}
-        sequences = {event_id: sequence_of[id(event)] for event_id, event in primaries.items()}
+        sequences = {eid: sequence_of[id(event)] for eid, event in primaries.items()}
         for index, result in enumerate(results):
             if result.sequence is None and result.event_id in sequences:
                 if result.request_id in records:  # a new result, owned by this batch

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import re
+from hashlib import sha1
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -46,6 +47,7 @@ __all__ = [
     "SameAsOriginal",
     "UserDirectory",
     "agent_account",
+    "event_id",
     "house_account",
     "player_account",
 ]
@@ -58,6 +60,30 @@ USER_NAME = re.compile(r"[A-Za-z0-9_]{2,50}")
 
 # A posting moves `amount_minor` from the debit account to the credit account.
 Posting = list[Any]  # [debit_account: str, credit_account: str, amount_minor: int]
+
+
+_NAMESPACE_BYTES = NAMESPACE.bytes
+
+
+def event_id(originator_id: UUID, originator_version: int) -> str:
+    """The id of a recorded event: `str(uuid5(NAMESPACE, f"{stream}/{version}"))`.
+
+    A command's primary event gives the result its `eventId`, and its history rows
+    their `transId`. Computed here without building UUID objects: the projector
+    names every money event it applies, and `uuid.uuid5` plus `str()` were a tenth
+    of its time (tests/unit/test_event_id.py holds it equal to uuid5).
+    """
+    name = f"{_stream_text(originator_id)}/{originator_version}".encode()
+    digest = bytearray(sha1(_NAMESPACE_BYTES + name).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _stream_text(stream_id: UUID) -> str:
+    return str(stream_id)  # few streams carry primary events: the books of agents
 
 
 def agent_account(code: str) -> str:
