@@ -1,7 +1,8 @@
 """The core on PostgreSQL, without Kafka: replay rates, and cost as the store grows.
 
-- `replay`: rebuild every view from the whole store into a fresh views schema (when
-  the projector is importable), and stream the store through `ledger audit verify`.
+- `replay`: what `ledger replay` does, in a fresh views schema: rebuild every view
+  from the whole store and swap it in (when the projector is importable); and stream
+  the store through `ledger audit verify`.
 - `growth`: `Ledger.handle_batch` in one process on a fresh schema; bulk-loaded in
   batches of BULK_BATCH_COMMANDS up to each store size, then timed over
   GROWTH_SAMPLE_BATCHES batches of GROWTH_SAMPLE_COMMANDS commands.

@@ -142,7 +142,8 @@ def replay_table(r: R) -> list[str]:
     return [
         "| replay of the whole store | events | seconds | events/s |",
         "|---|---:|---:|---:|",
-        f"| rebuild every view (projector, fresh views schema) | {_n(rp.get('events'))} "
+        "| `ledger replay`: rebuild every view beside the live ones, swap them in "
+        f"| {_n(rp.get('events'))} "
         f"| {_n(rp.get('projections_seconds'), 2)} | {_n(rp.get('projections_events_per_s'))} |",
         f"| `ledger audit verify` (stream, check chains, seals, postings) | {_n(rp.get('events'))} "
         f"| {_n(rp.get('audit_seconds'), 2)} | {_n(rp.get('audit_events_per_s'))} |",

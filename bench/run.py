@@ -212,7 +212,7 @@ class Bench:
                     "rows_per_s": run_d.rows_per_s,
                 }
             with self.phase("replay"):
-                rebuild = views.rebuilder(self.database_url, views.PAGE_EVENTS_DEFAULT)
+                rebuild = views.rebuilder(self.database_url, views.REPLAY_PAGE_EVENTS_DEFAULT)
                 replay = core.replay(self.database_url, self.schema, rebuild)
                 self.results["replay"] = asdict(replay)
                 print(json.dumps(self.results["replay"]), flush=True)

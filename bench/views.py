@@ -13,9 +13,16 @@ import psycopg
 
 from ledger.application import Ledger
 
-__all__ = ["PAGE_EVENTS_DEFAULT", "available", "position_reader", "rebuilder"]
+__all__ = [
+    "PAGE_EVENTS_DEFAULT",
+    "REPLAY_PAGE_EVENTS_DEFAULT",
+    "available",
+    "position_reader",
+    "rebuilder",
+]
 
-PAGE_EVENTS_DEFAULT = 2_000  # projections' own default (PROJECTION_PAGE_EVENTS)
+PAGE_EVENTS_DEFAULT = 2_000  # the live projector's default (PROJECTION_PAGE_EVENTS)
+REPLAY_PAGE_EVENTS_DEFAULT = 10_000  # `ledger replay`'s default (REPLAY_PAGE_EVENTS)
 
 
 def _projections() -> Any | None:
@@ -48,13 +55,15 @@ def position_reader(database_url: str, views_schema: str) -> Callable[[], int] |
 
 
 def rebuilder(database_url: str, page_events: int) -> Callable[[Ledger, str], int] | None:
-    """A function that builds every view of a ledger's store into a fresh views schema,
-    from notification 1, and answers the position it reached."""
-    views = _projections()
-    if views is None:
+    """A function that does what `ledger replay` does in a fresh views schema: rebuild
+    every view from notification 1 beside the (empty) live ones and swap them in; it
+    answers the position of the views swapped in."""
+    try:
+        from projections import replay
+    except ImportError:
         return None
 
     def rebuild(ledger: Ledger, views_schema: str) -> int:
-        return int(views.Projector(database_url, ledger, views_schema, page_events).catch_up())
+        return int(replay.replay(database_url, ledger, views_schema, page_events).position)
 
     return rebuild

@@ -52,6 +52,12 @@ class Settings(BaseSettings):
     projection_page_events: int = Field(
         default=2000, ge=1, le=20_000, description="Events the projector applies per transaction."
     )
+    replay_page_events: int = Field(
+        default=10_000,
+        ge=1,
+        le=20_000,
+        description="Events `ledger replay` applies per transaction while it rebuilds.",
+    )
 
     @property
     def views_schema_name(self) -> str:

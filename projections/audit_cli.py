@@ -171,7 +171,7 @@ def replay_command(
                 settings.database_url,
                 ledger,
                 settings.views_schema_name,
-                settings.projection_page_events,
+                settings.replay_page_events,
                 projection,
                 lambda done, total: progress.update(task, completed=done, total=total),
             )

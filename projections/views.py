@@ -3,8 +3,9 @@
 One page = one PostgreSQL transaction:
 1. lock the tracking row (`SELECT position ... FOR UPDATE`): one projector at a time
    per views schema; a second one waits and then sees the committed position,
-2. read up to `page_events` notifications after that position from the ledger's
-   events table (the state of events no view needs is not even fetched),
+2. read up to `page_events` events some view needs after that position from the
+   ledger's events table (request records and seals are not even fetched), up to
+   the store's last notification id read just before,
 3. decode them with the Ledger's mapper and apply them in order, in memory, to
    the rows they touch (loaded with one query per table),
 4. write every changed row (upserts, COPY of history rows) and the new position,
@@ -37,7 +38,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
-from uuid import UUID, uuid5
+from uuid import UUID
 
 import psycopg
 from eventsourcing.persistence import StoredEvent
@@ -47,7 +48,7 @@ from psycopg import sql
 from ledger.application import Ledger
 from ledger.book import AgentBook
 from ledger.chain import BatchSealed
-from ledger.domain import ISSUANCE, NAMESPACE, Issuance, RequestHandled, UserDirectory
+from ledger.domain import ISSUANCE, Issuance, RequestHandled, UserDirectory, event_id
 from projections.bounds import LISTEN_WAIT_SECONDS, PROJECTOR_BACKOFF_SECONDS_MAX
 
 __all__ = [
@@ -58,7 +59,6 @@ __all__ = [
     "ProjectionError",
     "Projector",
     "ensure_views",
-    "event_id",
     "view_position",
 ]
 
@@ -154,12 +154,6 @@ _TRACKING_DDL = """CREATE TABLE IF NOT EXISTS {s}.view_tracking (
 
 class ProjectionError(Exception):
     """The views cannot be built: an unknown event type, or views of another store."""
-
-
-def event_id(originator_id: UUID, originator_version: int) -> str:
-    """The id of a recorded event; for a command's primary event it is the result's
-    `eventId` (see `Ledger._apply`), and the `transId` of its history rows."""
-    return str(uuid5(NAMESPACE, f"{originator_id}/{originator_version}"))
 
 
 def _q(text: str, views_schema: str) -> sql.Composed:
@@ -422,10 +416,12 @@ class Projector:
         store = sql.SQL("{}.{}").format(
             sql.Identifier(store_schema), sql.Identifier(recorder.events_table_name)
         )
+        # Only the events some view needs (half the store is request records and
+        # seals), up to a bound read first: see `_read`.
         self.sql_read = sql.SQL(
-            "SELECT notification_id, originator_id, originator_version, topic,"
-            " CASE WHEN topic = ANY(%s) THEN NULL ELSE state END"
-            " FROM {} WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
+            "SELECT notification_id, originator_id, originator_version, topic, state"
+            " FROM {} WHERE notification_id > %s AND notification_id <= %s"
+            " AND topic <> ALL(%s) ORDER BY notification_id LIMIT %s"
         ).format(store)
         self.sql_store_max = sql.SQL("SELECT coalesce(max(notification_id), 0) FROM {}").format(
             store
@@ -491,19 +487,16 @@ class Projector:
     def project_page(self, conn: psycopg.Connection[Any]) -> int:
         """Apply the next page of events and its position in ONE transaction.
 
-        Returns how many notifications the page held (0: the views are up to date).
+        Returns how many notifications the page moved past (0: the views are up to date).
         """
         with conn.transaction():
             position = self._lock_position(conn)
-            rows = conn.execute(
-                self.sql_read, (IGNORED_TOPICS, position, self.page_events)
-            ).fetchall()
-            if not rows:
+            rows, new_position = self._read(conn, position)
+            if new_position <= position:
                 return 0
             decoded = [
                 (row[0], self.mapper.to_domain_event(StoredEvent(row[1], row[2], row[3], row[4])))
                 for row in rows
-                if row[4] is not None
             ]
             page = Page()
             _load(conn, self.views_schema, page, [event for _, event in decoded])
@@ -517,11 +510,32 @@ class Projector:
                     " WHERE name = %s AND position = %s",
                     self.views_schema,
                 ),
-                (rows[-1][0], len(decoded), PROJECTION_NAME, position),
+                (new_position, len(decoded), PROJECTION_NAME, position),
             )
             assert moved.rowcount == 1, "the tracking row is locked by this transaction"
         self.events_applied += len(decoded)
-        return len(rows)
+        return new_position - position
+
+    def _read(self, conn: psycopg.Connection[Any], position: int) -> tuple[list[Any], int]:
+        """The next page of events some view needs after `position`, and the position
+        the page brings the views to.
+
+        The store's last notification id is read first and bounds the page: the
+        writers' table lock gives ids in commit order, so every event up to that id
+        is committed and visible. A page shorter than `page_events` covers everything
+        up to the bound, the ignored events after its last row included.
+        """
+        row = conn.execute(self.sql_store_max).fetchone()
+        assert row is not None
+        upper = int(row[0])
+        if upper <= position:
+            return [], position
+        rows = conn.execute(
+            self.sql_read, (position, upper, IGNORED_TOPICS, self.page_events)
+        ).fetchall()
+        if len(rows) == self.page_events:
+            return rows, int(rows[-1][0])
+        return rows, upper
 
     def run_forever(self, stop: threading.Event) -> None:
         """Catch up, then follow the store until `stop` is set. Database errors are
