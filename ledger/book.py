@@ -8,6 +8,7 @@ then triggers exactly one event, so a refused command changes nothing.
 from __future__ import annotations
 
 import functools
+import marshal
 from typing import Any
 from uuid import UUID, uuid5
 
@@ -38,9 +39,21 @@ from ledger.errors import (
 
 __all__ = ["AgentBook"]
 
-# A transaction record: [kind, request_id, user_code, round_id, amount_minor, refund_request_id]
+# A transaction record: (kind, request_id, user_code, round_id, amount_minor, refund_request_id)
 # kind is "bet", "win", or "void" (a refund that arrived before its bet).
 _KIND, _REQUEST, _USER, _ROUND, _AMOUNT, _REFUND = range(6)
+
+
+def _txn(*record: Any) -> bytes:
+    """A transaction record as bytes (marshal: fast, any text, never persisted).
+
+    A book keeps every txnId of its agent forever (a txnId is unique forever), one
+    per bet and win. Held as tuples or lists, they made the `txns` dict a container
+    the garbage collector tracks, and every full collection walked all of them:
+    10^6 stored events, 0.2-0.7 s pauses, a third of the cost per command. A dict of
+    bytes is not tracked at all.
+    """
+    return marshal.dumps(record)
 
 
 class AgentBook(ChainedAggregate):
@@ -81,7 +94,8 @@ class AgentBook(ChainedAggregate):
         self.user_code_by_name: dict[str, int] = {}
         # round_id -> True while open, False once a completing game win closed it
         self.rounds: dict[str, bool] = {}
-        self.txns: dict[str, list[Any]] = {}
+        # txn_id -> the transaction record (see `_txn`), kept forever
+        self.txns: dict[str, bytes] = {}
 
     # ----------------------------------------------------------------- events
 
@@ -134,14 +148,9 @@ class AgentBook(ChainedAggregate):
         def apply(self, aggregate: AgentBook) -> None:
             aggregate.set_balances(self.balances)
             aggregate.rounds[self.round_id] = True
-            aggregate.txns[self.txn_id] = [
-                "bet",
-                self.request_id,
-                self.user_code,
-                self.round_id,
-                self.amount_minor,
-                None,
-            ]
+            aggregate.txns[self.txn_id] = _txn(
+                "bet", self.request_id, self.user_code, self.round_id, self.amount_minor, None
+            )
 
     class WinPaid(Posted):
         user_code: int
@@ -156,14 +165,9 @@ class AgentBook(ChainedAggregate):
             if self.kind == "game" and self.completed:
                 assert self.round_id is not None
                 aggregate.rounds[self.round_id] = False
-            aggregate.txns[self.txn_id] = [
-                "win",
-                self.request_id,
-                self.user_code,
-                self.round_id,
-                self.amount_minor,
-                None,
-            ]
+            aggregate.txns[self.txn_id] = _txn(
+                "win", self.request_id, self.user_code, self.round_id, self.amount_minor, None
+            )
 
     class BetRefunded(Posted):
         user_code: int
@@ -172,7 +176,9 @@ class AgentBook(ChainedAggregate):
 
         def apply(self, aggregate: AgentBook) -> None:
             aggregate.set_balances(self.balances)
-            aggregate.txns[self.txn_id][_REFUND] = self.request_id
+            txn = aggregate.txn(self.txn_id)
+            assert txn is not None
+            aggregate.txns[self.txn_id] = _txn(*txn[:_REFUND], self.request_id)
 
     class RefundArrivedBeforeBet(Event):
         """A refund named a bet not (yet) there: the txnId is void from now on."""
@@ -181,9 +187,15 @@ class AgentBook(ChainedAggregate):
         txn_id: str
 
         def apply(self, aggregate: AgentBook) -> None:
-            aggregate.txns[self.txn_id] = ["void", self.request_id, self.user_code, None, 0, None]
+            void = _txn("void", self.request_id, self.user_code, None, 0, None)
+            aggregate.txns[self.txn_id] = void
 
     # ------------------------------------------------------------------ state
+
+    def txn(self, txn_id: str) -> tuple[Any, ...] | None:
+        """The record of a txnId of this agent (see `_txn`), or None."""
+        raw = self.txns.get(txn_id)
+        return None if raw is None else marshal.loads(raw)
 
     @property
     def account(self) -> str:
@@ -301,7 +313,7 @@ class AgentBook(ChainedAggregate):
         self, txn_id: str, kind: str, user_code: int, round_id: str | None, amount_minor: int
     ) -> None:
         """A txnId is used once per agent, forever: answer a reuse."""
-        txn = self.txns.get(txn_id)
+        txn = self.txn(txn_id)
         if txn is None:
             return
         if txn[_KIND] == "void" and kind == "bet":
@@ -391,7 +403,7 @@ class AgentBook(ChainedAggregate):
     ) -> bool:
         """Refund the bet `txn_id`. Returns False when the bet is not there: the
         refund is then remembered (the txnId is void) and answered not found."""
-        txn = self.txns.get(txn_id)
+        txn = self.txn(txn_id)
         if txn is None:
             self.trigger_event(
                 self.RefundArrivedBeforeBet,
