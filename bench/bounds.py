@@ -51,7 +51,7 @@ PROJECTIONS_WAIT_SECONDS_MAX = 300.0
 # ------------------------------------------------------------------ the core's store growth
 BULK_BATCH_COMMANDS = 5_000  # one core batch while bulk-loading the store
 GROWTH_SAMPLE_COMMANDS = 1_000  # one timed batch
-GROWTH_SAMPLE_BATCHES = 5  # timed batches per store size (the median is reported)
+GROWTH_SAMPLE_BATCHES = 20  # timed batches per store size (every pause among them counts)
 
 SCALE_MIN, SCALE_MAX = 0.01, 10.0
 
