@@ -3,7 +3,7 @@
 - `replay`: what `ledger replay` does, in a fresh views schema: rebuild every view
   from the whole store and swap it in (when the projector is importable); and stream
   the store through `ledger audit verify`.
-- `growth`: `Ledger.handle_batch` in one process on a fresh schema; bulk-loaded in
+- `growth`: `Ledger.handle_batch` in a process of its own on a fresh schema; bulk-loaded in
   batches of BULK_BATCH_COMMANDS up to each store size, then timed over
   GROWTH_SAMPLE_BATCHES batches of GROWTH_SAMPLE_COMMANDS commands.
 """
@@ -11,9 +11,11 @@
 from __future__ import annotations
 
 import itertools
+import multiprocessing
 import statistics
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,7 +90,18 @@ def replay(
 def growth(
     database_url: str, schema: str, sizes: tuple[int, ...], shape: Shape
 ) -> list[GrowthPoint]:
-    """ms per 1,000 commands at each store size (events), in one warm process."""
+    """ms per 1,000 commands at each store size (events), in a process of its own, as a
+    ledger service has: the objects the benchmark's earlier phases left in this one
+    (hundreds of thousands of results and latency samples) would make every garbage
+    collection of the core's batches walk them too."""
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=spawn) as pool:
+        return pool.submit(_growth, database_url, schema, sizes, shape).result()
+
+
+def _growth(
+    database_url: str, schema: str, sizes: tuple[int, ...], shape: Shape
+) -> list[GrowthPoint]:
     ledger = Ledger(store_env(database_url, schema, pool_size=2))
     try:
         world = build_world(7, shape, prefix="G")
