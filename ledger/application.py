@@ -39,6 +39,7 @@ from ledger.chain import GENESIS_HASH, BatchSealed
 from ledger.commands import Command, CreateAgent, InvalidCommand, TransferPoints
 from ledger.domain import Issuance, RequestHandled, SameAsOriginal, UserDirectory, event_id
 from ledger.errors import Code, LedgerError
+from ledger.gc_pause import collector_paused
 from ledger.handlers import AGENT_CODE, HANDLERS
 from ledger.results import Result
 from ledger.store import OrjsonTranscoder, queries_for
@@ -225,6 +226,10 @@ class Ledger(Application[UUID]):
         of the batch was recorded and it may be retried whole.
         """
         assert len(commands) <= BATCH_COMMANDS_MAX, "the caller must bound its batches"
+        with collector_paused():
+            return self._handle_batch(commands)
+
+    def _handle_batch(self, commands: Sequence[Command]) -> list[Result]:
         for _attempt in range(BATCH_SAVE_ATTEMPTS_MAX):
             batch = _Batch(self)
             try:

@@ -49,6 +49,7 @@ from ledger.application import Ledger
 from ledger.book import AgentBook
 from ledger.chain import BatchSealed
 from ledger.domain import ISSUANCE, Issuance, RequestHandled, UserDirectory, event_id
+from ledger.gc_pause import collector_paused
 from projections.bounds import LISTEN_WAIT_SECONDS, PROJECTOR_BACKOFF_SECONDS_MAX
 
 __all__ = [
@@ -489,7 +490,7 @@ class Projector:
 
         Returns how many notifications the page moved past (0: the views are up to date).
         """
-        with conn.transaction():
+        with conn.transaction(), collector_paused():
             position = self._lock_position(conn)
             rows, new_position = self._read(conn, position)
             if new_position <= position:
