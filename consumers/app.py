@@ -47,6 +47,7 @@ from consumers.partition import partition_of
 from ledger.application import Ledger
 from ledger.commands import Command
 from ledger.errors import Code
+from ledger.gc_pause import collector_paused
 from ledger.results import Result
 from ledger.settings import Settings
 
@@ -264,12 +265,9 @@ async def _process(
     commands: list[Command] = []
     dead_letter_reasons: list[str] = []
     sends = []
-    for record in records:
-        try:
-            decoded = decode(record.value, list(record.headers or ()))
-        except Exception:  # a bug in decoding must not stall the partition
-            log.exception("undecodable message %s/%s", record.partition, record.offset)
-            decoded = DeadLetter("internal error while decoding")
+    with collector_paused():  # see ledger/gc_pause.py: 7.1k -> 7.4k commands/s end to end
+        decoded_records = [(record, _decoded(record)) for record in records]
+    for record, decoded in decoded_records:
         if isinstance(decoded, DeadLetter):
             key, value, headers = _dead_letter(record, decoded.reason)
             sends.append(await producer.send(settings.dlq_topic, value, key=key, headers=headers))
@@ -282,6 +280,14 @@ async def _process(
         sends.extend(await _send_results(producer, settings.results_topic, results))
     await asyncio.gather(*sends)
     return results, dead_letter_reasons
+
+
+def _decoded(record: Any) -> Command | DeadLetter:
+    try:
+        return decode(record.value, list(record.headers or ()))
+    except Exception:  # a bug in decoding must not stall the partition
+        log.exception("undecodable message %s/%s", record.partition, record.offset)
+        return DeadLetter("internal error while decoding")
 
 
 async def _send_results(
@@ -299,8 +305,9 @@ async def _send_results(
     all_partitions = list(await producer.partitions_for(topic))
     open_batches: dict[int, Any] = {}
     sent: list[asyncio.Future[Any]] = []
-    for result in results:
-        key, value = result.request_id.encode(), _encoded(result)
+    with collector_paused():
+        encoded = [(result.request_id.encode(), _encoded(result)) for result in results]
+    for key, value in encoded:
         _refuse_oversized(key, value)
         partition = partition_of(key, all_partitions)
         batch = open_batches.get(partition)
