@@ -200,7 +200,8 @@ async def _parse_without_headers(records: Any, original: Any) -> Any:
     and the next batch commits past it. It parses header-less copies here; the handler
     gets the records as they came (decode() reads the request id header itself)."""
     batch = records if isinstance(records, tuple) else (records,)
-    bare = tuple(_without_headers(record) for record in batch)
+    with collector_paused():
+        bare = tuple([_without_headers(record) for record in batch])
     message = await original(bare if isinstance(records, tuple) else bare[0])
     message.raw_message = records
     return message
