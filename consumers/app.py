@@ -2,7 +2,8 @@
 
 Delivery: consume a batch -> decode -> `Ledger.handle_batch` (one store
 transaction) -> publish every result and dead letter, awaiting the broker's
-acknowledgements -> commit the offsets (AckPolicy.MANUAL). A crash anywhere
+acknowledgements -> commit the batch's offsets (AckPolicy.MANUAL; the commit runs
+while the next batch is fetched, see `_OffsetCommits`). A crash anywhere
 in between redelivers the batch; the ledger answers each redelivered command
 from its request log with the original result (`duplicate: true`), so
 results are at-least-once with stable content and consumers dedupe by
@@ -35,7 +36,7 @@ import psycopg_pool
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
-from aiokafka.structs import ConsumerRecord
+from aiokafka.structs import ConsumerRecord, TopicPartition
 from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -67,6 +68,8 @@ BATCH_TIMEOUT_MS = 5
 # quiet partitions was the whole 500 ms (the p99 at 1,000 commands/s was ~500 ms).
 FETCH_WAIT_MS_MAX = 20
 RETRY_BACKOFF_SECONDS_MAX = 10.0
+# At shutdown, how long the last batch's offset commit may take to land.
+COMMIT_DRAIN_SECONDS_MAX = 5.0
 # A batch that fails this often for a reason that is not the infrastructure's (a bug
 # met by one command) is handled one command at a time, so that one command cannot
 # stall its partition: that command alone is answered INTERNAL_SERVER_ERROR.
@@ -115,6 +118,7 @@ def build_app(
     metrics_server: dict[str, MetricsServer] = {}
     failures = 0
     isolating = False
+    commits = _OffsetCommits()
 
     @app.on_startup
     async def start_metrics() -> None:
@@ -147,6 +151,10 @@ def build_app(
     async def stop_producer() -> None:
         if "p" in producer:
             await producer.pop("p").stop()
+
+    @app.on_shutdown
+    async def commit_last_offsets() -> None:
+        await commits.drain()
 
     @app.on_shutdown
     async def stop_metrics() -> None:
@@ -187,11 +195,52 @@ def build_app(
             return
         seconds = time.monotonic() - started
         failures, isolating = 0, False
-        await msg.ack()
+        commits.behind(msg.consumer, records)
         metrics.batch_done(results, dead_letter_reasons, seconds)
         metrics.observe_lag(msg.consumer, records)
 
     return app
+
+
+class _OffsetCommits:
+    """Offset commits that run behind the next batch, one after the other.
+
+    A batch's offsets are committed once its results (and dead letters) are
+    acknowledged by Kafka, as before; but the handler no longer waits for the commit's
+    round trip (~7 ms a batch) before the next poll: the commit runs while the next
+    batch is fetched and handled (end to end 6.6-7.1k -> 7.3-7.5k commands/s, median
+    latency at 1,000/s 39-56 -> 31 ms). Each commit names the offsets of its own
+    batch (never the consumer's position, which may already be past the next batch)
+    and waits for the one before it, so committed offsets only move forward. A commit
+    that fails (a rebalance took the partition) is logged: the records are delivered
+    again and answered again, identically, as after a crash.
+    """
+
+    def __init__(self) -> None:
+        self.last: asyncio.Future[None] | None = None
+
+    def behind(self, consumer: Any, records: tuple[Any, ...]) -> None:
+        offsets: dict[TopicPartition, int] = {}
+        for record in records:
+            partition = TopicPartition(record.topic, record.partition)
+            offsets[partition] = max(offsets.get(partition, 0), record.offset + 1)
+        self.last = asyncio.ensure_future(self._commit(consumer, offsets, self.last))
+
+    @staticmethod
+    async def _commit(
+        consumer: Any, offsets: dict[TopicPartition, int], previous: asyncio.Future[None] | None
+    ) -> None:
+        if previous is not None:
+            await asyncio.wait([previous])
+        try:
+            await consumer.commit(offsets)
+        except Exception:
+            log.warning("offset commit failed; its records will be answered again", exc_info=True)
+
+    async def drain(self) -> None:
+        """Wait for the last commit (at shutdown), at most COMMIT_DRAIN_SECONDS_MAX."""
+        if self.last is not None:
+            await asyncio.wait([self.last], timeout=COMMIT_DRAIN_SECONDS_MAX)
 
 
 async def _parse_without_headers(records: Any, original: Any) -> Any:
