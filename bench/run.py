@@ -60,6 +60,7 @@ class Bench:
     def __init__(self, settings: Settings, sizes: Sizes) -> None:
         self.bootstrap = settings.kafka_bootstrap_servers
         self.database_url = settings.database_url
+        self.replay_page_events = settings.replay_page_events  # as `ledger replay` pages
         self.sizes = sizes
         tag = uuid.uuid4().hex[:8]
         self.schema = f"bench_{tag}"
@@ -212,7 +213,7 @@ class Bench:
                     "rows_per_s": run_d.rows_per_s,
                 }
             with self.phase("replay"):
-                rebuild = views.rebuilder(self.database_url, views.REPLAY_PAGE_EVENTS_DEFAULT)
+                rebuild = views.rebuilder(self.database_url, self.replay_page_events)
                 replay = core.replay(self.database_url, self.schema, rebuild)
                 self.results["replay"] = asdict(replay)
                 print(json.dumps(self.results["replay"]), flush=True)

@@ -13,16 +13,7 @@ import psycopg
 
 from ledger.application import Ledger
 
-__all__ = [
-    "PAGE_EVENTS_DEFAULT",
-    "REPLAY_PAGE_EVENTS_DEFAULT",
-    "available",
-    "position_reader",
-    "rebuilder",
-]
-
-PAGE_EVENTS_DEFAULT = 2_000  # the live projector's default (PROJECTION_PAGE_EVENTS)
-REPLAY_PAGE_EVENTS_DEFAULT = 10_000  # `ledger replay`'s default (REPLAY_PAGE_EVENTS)
+__all__ = ["available", "position_reader", "rebuilder"]
 
 
 def _projections() -> Any | None:
