@@ -1,6 +1,7 @@
 """The FastStream application of topic `ledger.commands`.
 
-Delivery: consume a batch -> decode -> `Ledger.handle_batch` (one store
+Delivery: consume a batch (topped up with what reached its partitions meanwhile,
+see `_topped_up`) -> decode -> `Ledger.handle_batch` (one store
 transaction) -> publish every result and dead letter, awaiting the broker's
 acknowledgements -> commit the batch's offsets (AckPolicy.MANUAL; the commit runs
 while the next batch is fetched, see `_OffsetCommits`). A crash anywhere
@@ -67,6 +68,10 @@ BATCH_TIMEOUT_MS = 5
 # fetch; a record arriving there meanwhile waits for that fetch to come back, which on
 # quiet partitions was the whole 500 ms (the p99 at 1,000 commands/s was ~500 ms).
 FETCH_WAIT_MS_MAX = 20
+# How long a batch that is not full waits for the topic's newest records (see
+# `_topped_up`): the fetch that brings them is sent when the batch is taken, and
+# answers within a round trip when the broker has records (1, 2 and 5 ms measured alike).
+TOP_UP_WAIT_MS = 2
 RETRY_BACKOFF_SECONDS_MAX = 10.0
 # At shutdown, how long the last batch's offset commit may take to land.
 COMMIT_DRAIN_SECONDS_MAX = 5.0
@@ -177,6 +182,7 @@ def build_app(
         nonlocal failures, isolating
         started = time.monotonic()
         records = msg.raw_message if isinstance(msg.raw_message, tuple) else (msg.raw_message,)
+        records = msg.raw_message = await _topped_up(msg.consumer, records)
         metrics.consumed.inc(len(records))
         try:
             results, dead_letter_reasons = await _process(
@@ -241,6 +247,33 @@ class _OffsetCommits:
         """Wait for the last commit (at shutdown), at most COMMIT_DRAIN_SECONDS_MAX."""
         if self.last is not None:
             await asyncio.wait([self.last], timeout=COMMIT_DRAIN_SECONDS_MAX)
+
+
+async def _topped_up(consumer: Any, records: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The batch with the records that reached the topic since it was fetched.
+
+    aiokafka fetches a partition again only once its buffered records are taken, and
+    only when the fetch in flight comes back: the records a batch is handed were
+    fetched while the batch before it was handled, and the ones that arrived since
+    wait for the next batch. Under load every command waited about one batch longer
+    than it had to. Taking the batch sends the fetch of its partitions; this waits
+    up to TOP_UP_WAIT_MS for that fetch and adds what it brought after the batch's
+    own records (each partition stays in order; a rewind seeks back to the earliest
+    record of each partition in the whole batch). Measured with `make bench`'s
+    latency phase: median command to result at 1,000/s 29 -> 20 ms, at 5,000/s
+    85-99 -> 57-76 ms. A full batch is not topped up; a failing poll leaves the
+    batch as it was (the records it did not return stay where they are).
+    """
+    room = BATCH_RECORDS_MAX - len(records)
+    if room <= 0:
+        return records
+    try:
+        fetched = await consumer.getmany(timeout_ms=TOP_UP_WAIT_MS, max_records=room)
+    except Exception:  # the next poll meets the same error and FastStream handles it
+        log.debug("topping up a batch failed", exc_info=True)
+        return records
+    more = [record for partition_records in fetched.values() for record in partition_records]
+    return (*records, *more) if more else records
 
 
 async def _parse_without_headers(records: Any, original: Any) -> Any:
