@@ -49,7 +49,7 @@ from consumers.partition import partition_of
 from ledger.application import Ledger
 from ledger.commands import Command
 from ledger.errors import Code
-from ledger.gc_pause import collector_paused
+from ledger.gc_pause import collector_paused, freeze_survivors
 from ledger.results import Result
 from ledger.settings import Settings
 
@@ -142,6 +142,10 @@ def build_app(
             client_id="ledger-results",
         )
         await producer["p"].start()
+
+    @app.after_startup
+    async def freeze_start_up_objects() -> None:
+        log.info("%s objects alive after start-up frozen", freeze_survivors())
 
     @app.after_startup
     async def announce() -> None:

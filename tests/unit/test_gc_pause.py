@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import gc
 import threading
+import weakref
 from collections.abc import Iterator
 
 import pytest
 
-from ledger.gc_pause import collector_paused
+from ledger.gc_pause import collector_paused, freeze_survivors
 
 
 @pytest.fixture(autouse=True)
@@ -71,3 +72,30 @@ def test_overlapping_pauses_of_two_threads_resume_when_the_last_ends() -> None:
         thread.join(10)
     assert seen == [False]
     assert gc.isenabled()
+
+
+class _Node:
+    def __init__(self) -> None:
+        self.other: _Node | None = None
+
+
+def test_survivors_are_frozen_later_objects_are_not_and_frozen_ones_are_still_freed() -> None:
+    alive = _Node()
+    freed: list[str] = []
+    watch = weakref.ref(alive, lambda _: freed.append("alive"))
+    try:
+        frozen = freeze_survivors()
+        assert frozen == gc.get_freeze_count() > 0
+        later = [_Node()]
+        assert any(o is later for o in gc.get_objects())  # the collector still sees it
+        assert not any(o is alive for o in gc.get_objects())  # frozen: out of sight
+        del alive  # reference counting frees a frozen object like any other
+        assert watch() is None and freed == ["alive"]
+        first, second = _Node(), _Node()
+        first.other, second.other = second, first  # a cycle made after the freeze
+        cycle = weakref.ref(first)
+        del first, second
+        gc.collect()
+        assert cycle() is None
+    finally:
+        gc.unfreeze()
