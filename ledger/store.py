@@ -161,7 +161,7 @@ class BinaryInsertRecorder(PostgresApplicationRecorder):
     the same rows at a fraction of that cost. Locking, NOTIFY, the returned
     notification ids and the IntegrityError on a duplicate (stream, version)
     stay the library's own; writers are serialised by an advisory lock instead of
-    the library's table lock (see `_writers_lock_key`).
+    the library's table lock (see `writers_lock_key`).
     """
 
     def __init__(self, datastore: Any, *, events_table_name: str = "stored_events") -> None:
