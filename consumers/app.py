@@ -1,7 +1,7 @@
 """The FastStream application of topic `ledger.commands`.
 
-Delivery: consume a batch (topped up with what reached its partitions meanwhile,
-see `_topped_up`) -> decode -> `Ledger.handle_batch` (one store
+Delivery: consume a batch (topped up with what reached the topic meanwhile, see
+`_topped_up`) -> decode -> `Ledger.handle_batch` (one store
 transaction) -> publish every result and dead letter, awaiting the broker's
 acknowledgements -> commit the batch's offsets (AckPolicy.MANUAL; the commit runs
 while the next batch is fetched, see `_OffsetCommits`). A crash anywhere

@@ -7,8 +7,8 @@
 - Each transaction the ledger writes ends with a `BatchSealed` event in the
   writer's own seal stream: the number of events the transaction wrote before it
   and a digest over their hashes in log order, chained to the writer's previous
-  seal. Because a transaction's events are contiguous in the log (the store
-  locks the table while inserting), a verifier walking the log checks that
+  seal. Because a transaction's events are contiguous in the log (writers take
+  turns on the store's lock while inserting), a verifier walking the log checks that
   exactly the events since the previous seal are the ones the seal counted:
   deleting, inserting or swapping events anywhere, across streams too, is
   detected. The newest seal hash is the anchor to publish outside the store.

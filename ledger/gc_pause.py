@@ -55,7 +55,7 @@ def freeze_survivors() -> int:
     collection walked it again. In `ledger run` that was ~100,000 of the ~150,000
     objects a full collection visited: five full collections in a 120,000-command
     run took 337-367 ms of the event loop in all, the longest 77-121 ms; with the
-    start-up objects frozen 116-117 ms, the longest pause 46-51 ms. A frozen object that later
+    start-up objects frozen, 116-117 ms and 46-51 ms. A frozen object that later
     loses its last reference is still freed (reference counting); only a cycle among
     frozen objects would never be collected, and start-up builds none that ends.
     """

@@ -188,6 +188,7 @@ class BinaryInsertRecorder(PostgresApplicationRecorder):
         # behind one until PostgreSQL cancelled it after deadlock_timeout (1 s). Seen
         # in `make bench`: one batch's core took 1,073 ms at 5,000 commands/s, the
         # server logging "canceling autovacuum task" on the events table.
+        assert len(self.lock_table_statements) == 2, "eventsourcing: lock_timeout, LOCK TABLE"
         self.lock_table_statements = [
             self.lock_table_statements[0],  # SET LOCAL lock_timeout, as before
             SQL("SELECT pg_advisory_xact_lock({0})").format(Literal(self.writers_lock_key)),
