@@ -44,7 +44,7 @@ from faststream.kafka.annotations import KafkaMessage
 from prometheus_client import CollectorRegistry
 
 from consumers.decode import MESSAGE_BYTES_MAX, DeadLetter, decode, encode_result
-from consumers.metrics import Metrics, MetricsServer
+from consumers.metrics import Metrics, MetricsServer, next_offsets
 from consumers.partition import partition_of
 from ledger.application import Ledger
 from ledger.commands import Command
@@ -230,10 +230,7 @@ class _OffsetCommits:
         self.last: asyncio.Future[None] | None = None
 
     def behind(self, consumer: Any, records: tuple[Any, ...]) -> None:
-        offsets: dict[TopicPartition, int] = {}
-        for record in records:
-            partition = TopicPartition(record.topic, record.partition)
-            offsets[partition] = max(offsets.get(partition, 0), record.offset + 1)
+        offsets = next_offsets(records)
         self.last = asyncio.ensure_future(self._commit(consumer, offsets, self.last))
 
     @staticmethod

@@ -45,6 +45,7 @@ __all__ = [
     "METRICS_HOST",
     "Metrics",
     "MetricsServer",
+    "next_offsets",
     "outcome_of",
 ]
 
@@ -188,15 +189,13 @@ class Metrics:
         a partition revoked meanwhile or an unknown highwater leave the gauge as
         it was.
         """
-        last: dict[tuple[str, int], int] = {}
         try:
-            for record in records:
-                key = (record.topic, record.partition)
-                last[key] = max(last.get(key, -1), record.offset)
-            for (topic, partition), offset in last.items():
-                highwater = consumer.highwater(TopicPartition(topic, partition))
+            for partition, offset in next_offsets(records).items():
+                highwater = consumer.highwater(partition)
                 if highwater is not None:
-                    self.lag.labels(topic, str(partition)).set(highwater - offset - 1)
+                    self.lag.labels(partition.topic, str(partition.partition)).set(
+                        highwater - offset
+                    )
         except Exception:
             log.debug("consumer lag not observed", exc_info=True)
 
@@ -209,3 +208,13 @@ class Metrics:
             return None
         log.info("metrics served on http://%s:%d/metrics", METRICS_HOST, port)
         return MetricsServer(server, thread)
+
+
+def next_offsets(records: Iterable[Any]) -> dict[TopicPartition, int]:
+    """Per partition of the records, the offset after its last one: what a commit of
+    them names, and what the lag is counted from."""
+    offsets: dict[TopicPartition, int] = {}
+    for record in records:
+        partition = TopicPartition(record.topic, record.partition)
+        offsets[partition] = max(offsets.get(partition, 0), record.offset + 1)
+    return offsets

@@ -523,8 +523,8 @@ class Projector:
 
         The store's last notification id is read first and bounds the page: the
         writers' lock (ledger/store.py) gives ids in commit order, so every event up
-        to that id is committed and visible. A page shorter than `page_events` covers everything
-        up to the bound, the ignored events after its last row included.
+        to that id is committed and visible. A page shorter than `page_events` covers
+        everything up to the bound, the ignored events after its last row included.
         """
         row = conn.execute(self.sql_store_max).fetchone()
         assert row is not None
