@@ -1,7 +1,8 @@
 """The ledger application: a batch of commands in, their results out, one transaction.
 
 `Ledger.handle_batch` is the core's entry point. For a batch it
-1. reads the request records of every requestId it does not remember (one query),
+1. reads the request records of every requestId it does not remember and may have
+   met (one query; `ledger/seen.py` says which can be skipped, and why that is safe),
 2. brings every cached book the batch names up to date (one query), loads the others,
 3. runs each command in order against the books in memory (later commands see the
    effects of earlier ones), collecting events in command order,
@@ -42,6 +43,7 @@ from ledger.errors import Code, LedgerError
 from ledger.gc_pause import collector_paused
 from ledger.handlers import AGENT_CODE, HANDLERS
 from ledger.results import Result
+from ledger.seen import RequestFilter
 from ledger.store import OrjsonTranscoder, queries_for
 
 __all__ = ["Ledger", "RequestRecord"]
@@ -178,8 +180,17 @@ class Ledger(Application[UUID]):
             super().__init__(env)
         self._aggregates: _LRU = _LRU(BOOKS_CACHED_MAX)
         self._requests: _LRU = _LRU(REQUESTS_CACHED_MAX)
+        self._met = RequestFilter()  # every request stream id recorded or read here
+        # Whether the next batch looks up every requestId it does not remember, the
+        # filter notwithstanding: at start-up (the filter is empty, and a restart is
+        # followed by redeliveries), after a rerun, and while those lookups keep
+        # finding records the filter did not know (a replay of the topic).
+        self._lookup_all = True
         self._queries = queries_for(self.recorder)
-        self.races_lost = 0  # batches rerun after another writer got there first
+        # Batches rerun after the store refused their write: another writer got to a
+        # stream first, or a requestId had been recorded where this process could not see it.
+        self.races_lost = 0
+        self.requests_unforeseen = 0  # records found that the filter did not know
         # This process's seal stream: one BatchSealed closes every transaction it writes.
         self.writer_id = uuid4()
         self.seal_version = 0
@@ -204,6 +215,7 @@ class Ledger(Application[UUID]):
         the store (e.g. to read what another process wrote)."""
         self._aggregates.clear()
         self._requests.clear()
+        self._lookup_all = True
 
     def book(self, code: str) -> AgentBook | None:
         """An agent's book as this process knows it (for reads and tests)."""
@@ -237,8 +249,10 @@ class Ledger(Application[UUID]):
             except IntegrityError:
                 self.races_lost += 1
                 self._forget(batch)
+                self._lookup_all = True
             except BaseException:
                 self._forget(batch)
+                self._lookup_all = True  # a commit whose acknowledgement was lost did land
                 raise
         raise RuntimeError("the batch lost the optimistic-concurrency race too often")
 
@@ -258,7 +272,12 @@ class Ledger(Application[UUID]):
 
     def _run(self, batch: _Batch, commands: Sequence[Command]) -> list[Result]:
         stream_ids = [RequestHandled.stream_id(c.request_id) for c in commands]
-        known = self._load_requests([c.request_id for c in commands], stream_ids)
+        lookup_all, unforeseen = self._lookup_all, self.requests_unforeseen
+        known = self._load_requests(
+            [c.request_id for c in commands], stream_ids, skip_unmet=not lookup_all
+        )
+        if lookup_all:  # back to trusting the filter once the store tells it nothing new
+            self._lookup_all = self.requests_unforeseen > unforeseen
         self._refresh(commands)
         now_ms = int(time.time() * 1000)
         results: list[Result] = []
@@ -354,14 +373,21 @@ class Ledger(Application[UUID]):
             self._aggregates.put(aggregate.id, aggregate)
         for request_id, record in records.items():
             self._requests.put(request_id, record)
+        for event in request_events:
+            self._met.add(event.originator_id)
         return results
 
     # --------------------------------------------------------------- helpers
 
     def _load_requests(
-        self, request_ids: Sequence[str], stream_ids: Sequence[UUID] | None = None
+        self,
+        request_ids: Sequence[str],
+        stream_ids: Sequence[UUID] | None = None,
+        *,
+        skip_unmet: bool = False,
     ) -> dict[str, RequestRecord]:
-        """Records of the given requestIds: cached ones, plus one store query for the rest."""
+        """Records of the given requestIds: cached ones, plus one store query for the
+        rest, or, with `skip_unmet`, for those of the rest the filter may have met."""
         found: dict[str, RequestRecord] = {}
         missing: dict[UUID, str] = {}
         for n, request_id in enumerate(request_ids):
@@ -372,10 +398,16 @@ class Ledger(Application[UUID]):
                 stream_id = (
                     RequestHandled.stream_id(request_id) if stream_ids is None else stream_ids[n]
                 )
+                if skip_unmet and stream_id not in self._met:
+                    continue
                 missing[stream_id] = request_id
         if not missing:
             return found
         stored = self._queries.first_events(list(missing))
+        for stream_id in stored:
+            if stream_id not in self._met:
+                self.requests_unforeseen += 1
+                self._met.add(stream_id)
         events = [cast(RequestHandled, self.mapper.to_domain_event(s)) for s in stored.values()]
         refs = {e.request_id: (UUID(e.book_ref[0]), e.book_ref[1]) for e in events if e.book_ref}
         sequences = self._queries.sequences(refs.values())

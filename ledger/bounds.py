@@ -10,6 +10,7 @@ __all__ = [
     "BOOKS_CACHED_MAX",
     "NAME_CHARS_MAX",
     "REQUESTS_CACHED_MAX",
+    "REQUEST_FILTER_BITS",
     "USER_CODE_FIRST",
 ]
 
@@ -39,6 +40,11 @@ BOOKS_CACHED_MAX = 20_000
 # held 1.2 GiB and two million objects that every full garbage collection walked
 # (0.66 s pauses in the core).
 REQUESTS_CACHED_MAX = 10_000
+
+# The filter of requestIds a ledger process has met (`ledger/seen.py`): 2^26 bits,
+# 8 MiB. With two probes it wrongly says "maybe met" for 0.09% of new requestIds after
+# 10^6 requests, 6.6% after 10^7; each of those costs only its lookup.
+REQUEST_FILTER_BITS = 1 << 26
 
 # The first integer userCode the ledger assigns.
 USER_CODE_FIRST = 1001

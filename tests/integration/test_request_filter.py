@@ -1,0 +1,116 @@
+"""The requestIds a ledger process skips looking up (`ledger/seen.py`), on PostgreSQL.
+
+A second instance over the same store stands for what the filter cannot see: requests
+recorded by another writer, or before a restart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from uuid import UUID
+
+from ledger import commands as c
+from ledger.application import Ledger
+from ledger.errors import Code
+from tests.builders import Desk, rid
+
+
+def _lookups(ledger: Ledger) -> list[int]:
+    """How many request streams each store lookup of `ledger` asks for, from now on."""
+    asked: list[int] = []
+    first_events: Callable[[Sequence[UUID]], object] = ledger._queries.first_events
+
+    def counted(stream_ids: Sequence[UUID]) -> object:
+        asked.append(len(stream_ids))
+        return first_events(stream_ids)
+
+    ledger._queries.first_events = counted  # type: ignore[method-assign]
+    return asked
+
+
+def _appended_since(ledger: Ledger, last: int | None) -> int:
+    """Events stored after notification id `last` (a refused insert leaves a gap)."""
+    return len(ledger.recorder.select_notifications(start=(last or 0) + 1, limit=100))
+
+
+def _deposit(user: int, amount: str = "1", request_id: str | None = None) -> c.Deposit:
+    return c.Deposit(request_id=request_id or rid(), agent_code="CA", user_code=user, amount=amount)
+
+
+def test_new_request_ids_are_looked_up_at_start_up_and_skipped_once_the_store_knew_none(
+    pg_ledger_env: dict[str, str],
+) -> None:
+    writer = Ledger(pg_ledger_env)
+    _, user = Desk(writer).casino(points="1000", player_funds="100")
+    writer.close()
+    ledger = Ledger(pg_ledger_env)
+    asked = _lookups(ledger)
+    assert all(r.ok for r in ledger.handle_batch([_deposit(user) for _ in range(5)]))
+    assert all(r.ok for r in ledger.handle_batch([_deposit(user) for _ in range(7)]))
+    assert all(r.ok for r in ledger.handle_batch([_deposit(user) for _ in range(3)]))
+    # The first batch asked for all five; the next two asked for nothing.
+    assert asked == [5]
+    assert ledger.races_lost == 0
+    ledger.close()
+
+
+def test_a_request_recorded_by_another_instance_is_answered_from_its_record_after_one_rerun(
+    pg_ledger_env: dict[str, str],
+) -> None:
+    first_writer = Ledger(pg_ledger_env)
+    desk = Desk(first_writer)
+    _, user = desk.casino(points="1000", player_funds="100")
+    original_id = rid()
+    original = desk.send(_deposit(user, "10", original_id))
+    assert original.ok and original.balance_minor == 11_000
+
+    ledger = Ledger(pg_ledger_env)
+    assert ledger.handle_batch([_deposit(user)])[0].balance_minor == 11_100
+    asked = _lookups(ledger)
+    last = ledger.recorder.max_notification_id()
+    results = ledger.handle_batch(
+        [_deposit(user, "2"), _deposit(user, "10", original_id), _deposit(user, "3")]
+    )
+
+    assert [(r.code, r.duplicate) for r in results] == [(0, False), (0, True), (0, False)]
+    assert (results[1].sequence, results[1].event_id) == (original.sequence, original.event_id)
+    assert [r.balance_minor for r in results] == [11_300, 11_000, 11_600]
+    # The filter skipped the lookup, the store refused the second record of the
+    # requestId, and the batch ran again with every requestId looked up.
+    assert ledger.races_lost == 1
+    assert asked == [3]
+    assert ledger.requests_unforeseen == 1
+    book = ledger.book("CA")
+    assert book is not None and book.player_balance(user) == 11_600
+    # Two deposits and their records, one seal: the repeat appended nothing.
+    assert _appended_since(ledger, last) == 5
+    # The next batch still looks everything up (the rerun found a record the filter
+    # did not know); it finds nothing new, so the one after skips the lookup again.
+    assert ledger.handle_batch([_deposit(user)])[0].ok
+    assert ledger.handle_batch([_deposit(user)])[0].ok
+    assert asked == [3, 1]
+    first_writer.close()
+    ledger.close()
+
+
+def test_another_payload_under_a_request_id_recorded_elsewhere_is_idempotency_conflict(
+    pg_ledger_env: dict[str, str],
+) -> None:
+    first_writer = Ledger(pg_ledger_env)
+    desk = Desk(first_writer)
+    _, user = desk.casino(points="1000", player_funds="100")
+    request_id = rid()
+    assert desk.send(_deposit(user, "10", request_id)).ok
+    first_writer.close()
+
+    ledger = Ledger(pg_ledger_env)
+    assert ledger.handle_batch([_deposit(user)])[0].ok  # trusting the filter from here
+    last = ledger.recorder.max_notification_id()
+    results = ledger.handle_batch([_deposit(user, "20", request_id), _deposit(user, "5")])
+
+    assert results[0].code == Code.IDEMPOTENCY_CONFLICT
+    assert results[1].ok and results[1].balance_minor == 11_600
+    assert ledger.races_lost == 1
+    # One deposit, its record and the seal: the conflict appended nothing.
+    assert _appended_since(ledger, last) == 3
+    ledger.close()
