@@ -13,6 +13,8 @@ from ledger.bounds import BATCH_COMMANDS_MAX
 
 __all__ = [
     "BULK_BATCH_COMMANDS",
+    "GROWER_STOP_SECONDS_MAX",
+    "GROWTH_LOAD_SECONDS_MAX",
     "GROWTH_SAMPLE_BATCHES",
     "GROWTH_SAMPLE_COMMANDS",
     "IN_FLIGHT_COMMANDS_MAX",
@@ -52,6 +54,8 @@ PROJECTIONS_WAIT_SECONDS_MAX = 300.0
 BULK_BATCH_COMMANDS = 5_000  # one core batch while bulk-loading the store
 GROWTH_SAMPLE_COMMANDS = 1_000  # one timed batch
 GROWTH_SAMPLE_BATCHES = 20  # timed batches per store size (every pause among them counts)
+GROWTH_LOAD_SECONDS_MAX = 900.0  # for one store size to be bulk-loaded
+GROWER_STOP_SECONDS_MAX = 30.0  # for a store size's process to close its ledger and end
 
 SCALE_MIN, SCALE_MAX = 0.01, 10.0
 

@@ -3,25 +3,35 @@
 - `replay`: what `ledger replay` does, in a fresh views schema: rebuild every view
   from the whole store and swap it in (when the projector is importable); and stream
   the store through `ledger audit verify`.
-- `growth`: `Ledger.handle_batch` in a process of its own on a fresh schema; bulk-loaded in
-  batches of BULK_BATCH_COMMANDS up to each store size, then timed over
-  GROWTH_SAMPLE_BATCHES batches of GROWTH_SAMPLE_COMMANDS commands.
+- `growth`: `Ledger.handle_batch` in one process and one fresh schema per store size;
+  each bulk-loaded in batches of BULK_BATCH_COMMANDS up to its size, then the sizes
+  take turns at GROWTH_SAMPLE_BATCHES timed batches of GROWTH_SAMPLE_COMMANDS commands.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import multiprocessing
 import statistics
 import time
+import traceback
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.context import SpawnProcess
 from typing import Any
 
 import psycopg
 
-from bench.bounds import BULK_BATCH_COMMANDS, GROWTH_SAMPLE_BATCHES, GROWTH_SAMPLE_COMMANDS
+from bench.bounds import (
+    BULK_BATCH_COMMANDS,
+    GROWER_STOP_SECONDS_MAX,
+    GROWTH_LOAD_SECONDS_MAX,
+    GROWTH_SAMPLE_BATCHES,
+    GROWTH_SAMPLE_COMMANDS,
+    RESULTS_WAIT_SECONDS_MAX,
+)
 from bench.simulate import Player, Shape, World, build_world, deposits, play
 from ledger.application import Ledger
 from ledger.audit import verify
@@ -90,23 +100,94 @@ def replay(
 def growth(
     database_url: str, schema: str, sizes: tuple[int, ...], shape: Shape
 ) -> list[GrowthPoint]:
-    """ms per 1,000 commands at each store size (events), in a process of its own, as a
-    ledger service has: the objects the benchmark's earlier phases left in this one
-    (hundreds of thousands of results and latency samples) would make every garbage
-    collection of the core's batches walk them too."""
+    """ms per 1,000 commands at each store size (events), timed in turns.
+
+    Each size gets a process of its own, as a ledger service has (the objects the
+    benchmark's earlier phases left in this one would make every garbage collection of
+    the core's batches walk them too), and a schema of its own, bulk-loaded one size
+    after the other. Then the sizes take turns, one timed batch each, in alternating
+    order, so that the machine's drift falls on all of them alike: on these shared
+    cores the same 10^4 point measured 77-79 ms per 1,000 commands before a 10^6 load
+    and 85-87 ms after it, in the same hour; timed one after the other, the sizes
+    compared the machine's moments as much as the store's sizes.
+    """
     spawn = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(1, mp_context=spawn) as pool:
-        return pool.submit(_growth, database_url, schema, sizes, shape).result()
+    growers: list[tuple[Connection, SpawnProcess]] = []
+    try:
+        for n, size in enumerate(sorted(sizes)):
+            ours, theirs = spawn.Pipe()
+            process = spawn.Process(
+                target=_grower,
+                args=(theirs, database_url, f"{schema}{n}", size, shape),
+                daemon=True,
+            )
+            process.start()
+            growers.append((ours, process))
+        loaded: list[tuple[int, float | None]] = []
+        for ours, _ in growers:  # one at a time: each bulk rate is its own
+            ours.send("load")
+            loaded.append(_answer(ours, GROWTH_LOAD_SECONDS_MAX))
+        timed_ms: list[list[float]] = [[] for _ in growers]
+        for turn in range(GROWTH_SAMPLE_BATCHES):
+            order = range(len(growers)) if turn % 2 == 0 else reversed(range(len(growers)))
+            for n in order:
+                growers[n][0].send("batch")
+                timed_ms[n].append(_answer(growers[n][0], RESULTS_WAIT_SECONDS_MAX))
+        return [
+            _point(events, rate, ms) for (events, rate), ms in zip(loaded, timed_ms, strict=True)
+        ]
+    finally:
+        for ours, process in growers:
+            with contextlib.suppress(OSError):
+                ours.send("stop")
+            process.join(GROWER_STOP_SECONDS_MAX)
+            if process.is_alive():
+                process.kill()
 
 
-def _growth(
-    database_url: str, schema: str, sizes: tuple[int, ...], shape: Shape
-) -> list[GrowthPoint]:
-    ledger = Ledger(store_env(database_url, schema, pool_size=2))
+def _answer(ours: Connection, seconds_max: float) -> Any:
+    if not ours.poll(seconds_max):
+        raise TimeoutError(f"a growth process did not answer in {seconds_max} s")
+    kind, value = ours.recv()
+    if kind == "error":
+        raise RuntimeError(f"a growth process failed:\n{value}")
+    return value
+
+
+def _point(events: int, bulk_commands_per_s: float | None, timed_ms: list[float]) -> GrowthPoint:
+    mean_ms = statistics.fmean(timed_ms)  # batches of equal size: total time / commands
+    return GrowthPoint(
+        store_events=events,
+        ms_per_1000_commands=mean_ms,
+        ms_per_1000_commands_median=statistics.median(timed_ms),
+        ms_per_1000_commands_max=max(timed_ms),
+        commands_per_s=1000 * 1000 / mean_ms,
+        bulk_commands_per_s=bulk_commands_per_s,
+    )
+
+
+def _grower(theirs: Connection, database_url: str, schema: str, size: int, shape: Shape) -> None:
+    """One store size: on "load", bulk-load a fresh schema up to `size` events; on
+    "batch", time one batch of GROWTH_SAMPLE_COMMANDS; on "stop", end. Every answer is
+    ("ok", value) or ("error", traceback)."""
+    try:
+        assert theirs.recv() == "load"
+        _drop_schema(database_url, schema)
+        ledger = Ledger(store_env(database_url, schema, pool_size=2))
+    except Exception:
+        theirs.send(("error", traceback.format_exc()))
+        return
     try:
         world = build_world(7, shape, prefix="G")
         commands = play(world, _setup(ledger, world), seed=7)
-        return [_grow_and_time(ledger, commands, size) for size in sorted(sizes)]
+        theirs.send(("ok", _load(ledger, commands, size)))
+        while theirs.recv() == "batch":
+            batch = list(itertools.islice(commands, GROWTH_SAMPLE_COMMANDS))
+            started = time.perf_counter()
+            ledger.handle_batch(batch)
+            theirs.send(("ok", (time.perf_counter() - started) * 1000 * 1000 / len(batch)))
+    except Exception:
+        theirs.send(("error", traceback.format_exc()))
     finally:
         ledger.close()
 
@@ -132,7 +213,9 @@ def _run(ledger: Ledger, commands: list[Command]) -> list[Any]:
     return results
 
 
-def _grow_and_time(ledger: Ledger, commands: Any, size: int) -> GrowthPoint:
+def _load(ledger: Ledger, commands: Any, size: int) -> tuple[int, float | None]:
+    """Bulk-load the store short of `size` events by what the timed batches will add;
+    returns the store's events then and the bulk rate (commands/s)."""
     events = ledger.recorder.max_notification_id() or 0
     bulk_commands, bulk_seconds = 0, 0.0
     sample_events = GROWTH_SAMPLE_BATCHES * GROWTH_SAMPLE_COMMANDS * EVENTS_PER_COMMAND_GUESS
@@ -145,21 +228,7 @@ def _grow_and_time(ledger: Ledger, commands: Any, size: int) -> GrowthPoint:
         bulk_seconds += time.perf_counter() - started
         bulk_commands += len(batch)
         events = ledger.recorder.max_notification_id() or 0
-    timed_ms = []
-    for _ in range(GROWTH_SAMPLE_BATCHES):
-        batch = list(itertools.islice(commands, GROWTH_SAMPLE_COMMANDS))
-        started = time.perf_counter()
-        ledger.handle_batch(batch)
-        timed_ms.append((time.perf_counter() - started) * 1000 * 1000 / len(batch))
-    mean_ms = statistics.fmean(timed_ms)  # batches of equal size: total time / commands
-    return GrowthPoint(
-        store_events=events,
-        ms_per_1000_commands=mean_ms,
-        ms_per_1000_commands_median=statistics.median(timed_ms),
-        ms_per_1000_commands_max=max(timed_ms),
-        commands_per_s=1000 * 1000 / mean_ms,
-        bulk_commands_per_s=bulk_commands / bulk_seconds if bulk_seconds else None,
-    )
+    return events, bulk_commands / bulk_seconds if bulk_seconds else None
 
 
 def _drop_schema(database_url: str, schema: str) -> None:

@@ -255,9 +255,11 @@ def _method() -> list[str]:
         "- Baselines A and B and limit C read the same records from the same topic; A and B "
         "apply the first messages only (they are slow), one PostgreSQL transaction each, and "
         "publish nothing. D copies the very event rows the ledger wrote.",
-        "- Growth: one process, `Ledger.handle_batch` on a fresh schema, bulk-loaded in "
-        "5,000-command batches, then 20 timed batches of 1,000 commands at each size; the "
-        "cost is their total time over their commands, garbage-collection pauses included.",
+        "- Growth: one process and one fresh schema per size, `Ledger.handle_batch`, "
+        "bulk-loaded in 5,000-command batches one size after the other; then the sizes take "
+        "turns, one timed batch of 1,000 commands each, 20 turns in alternating order, so the "
+        "machine's drift falls on every size alike; the cost is their total time over their "
+        "commands, garbage-collection pauses included.",
         "- CPU: /proc times of the ledger process, the PostgreSQL postmaster and its backends "
         "(other users' sessions included), and the Kafka broker.",
         "",
