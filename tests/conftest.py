@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -13,6 +13,7 @@ import pytest
 from ledger.application import Ledger
 from ledger.audit import verify
 from ledger.settings import store_env
+from tests import topics
 from tests.services import Services
 
 LedgerFactory = Callable[[], Ledger]
@@ -22,6 +23,7 @@ LedgerFactory = Callable[[], Ledger]
 def services() -> Iterator[Services]:
     resolved = Services()
     yield resolved
+    topics.delete_left()  # what a failed or interrupted test left on the brokers
     resolved.close()
 
 
@@ -124,15 +126,10 @@ def ledger(new_ledger: LedgerFactory) -> Ledger:
 
 
 @pytest.fixture
-async def kafka_topic(kafka_bootstrap: str) -> str:
-    """A fresh topic (4 partitions) for one test, so tests never see each other's messages."""
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
+async def kafka_topic(kafka_bootstrap: str) -> AsyncIterator[str]:
+    """A fresh topic (4 partitions) for one test, so tests never see each other's
+    messages; deleted after it."""
     name = f"test.{uuid.uuid4().hex[:12]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap, request_timeout_ms=30_000)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name, num_partitions=4, replication_factor=1)])
-    finally:
-        await admin.close()
-    return name
+    await topics.create(kafka_bootstrap, [name], partitions=4)
+    yield name
+    await topics.delete(kafka_bootstrap, [name])

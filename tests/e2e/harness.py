@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from tests import topics
 
 __all__ = ["Stack", "produce", "read_all"]
 
@@ -69,7 +70,8 @@ class Stack:
         self.dlq = f"t.{suffix}.dlq"
         self.database_url, self.schema, self.workdir = database_url, schema, workdir
         self.processes: list[ServiceProcess] = []
-        asyncio.run(_create_topics(bootstrap, [self.commands, self.results, self.dlq], partitions))
+        self.topics = [self.commands, self.results, self.dlq]
+        topics.create_sync(bootstrap, self.topics, partitions)
 
     def env(self, group: str = "ledger", results: str | None = None) -> dict[str, str]:
         return {
@@ -94,20 +96,11 @@ class Stack:
     def close(self) -> None:
         for process in self.processes:
             process.stop()
+        topics.delete_sync(self.bootstrap, self.topics)
 
     def create_topic(self, name: str, partitions: int = 8) -> None:
-        asyncio.run(_create_topics(self.bootstrap, [name], partitions))
-
-
-async def _create_topics(bootstrap: str, names: list[str], partitions: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
-    await admin.start()
-    try:
-        await admin.create_topics(
-            [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names]
-        )
-    finally:
-        await admin.close()
+        topics.create_sync(self.bootstrap, [name], partitions)
+        self.topics.append(name)
 
 
 async def produce(

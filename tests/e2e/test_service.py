@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -16,7 +15,8 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from tests import topics
 
 READY_SECONDS_MAX = 60
 RESULTS_SECONDS_MAX = 60
@@ -31,33 +31,22 @@ class Service:
     process: subprocess.Popen[bytes]
 
 
-async def _create_topics(bootstrap: str, names: list[str]) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
-    await admin.start()
-    try:
-        await admin.create_topics(
-            [NewTopic(n, num_partitions=4, replication_factor=1) for n in names]
-        )
-    finally:
-        await admin.close()
-
-
 @pytest.fixture
 def service(
     kafka_bootstrap: str, database_url: str, pg_schema: str, tmp_path: Path
 ) -> Iterator[Service]:
     """`ledger run` as its own process on this test's topics and schema."""
     suffix = uuid.uuid4().hex[:10]
-    topics = [f"e2e.{suffix}.commands", f"e2e.{suffix}.results", f"e2e.{suffix}.dlq"]
-    asyncio.run(_create_topics(kafka_bootstrap, topics))
+    names = [f"e2e.{suffix}.commands", f"e2e.{suffix}.results", f"e2e.{suffix}.dlq"]
+    topics.create_sync(kafka_bootstrap, names, partitions=4)
     env = {
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
         "DATABASE_URL": database_url,
         "DATABASE_SCHEMA": pg_schema,
-        "COMMANDS_TOPIC": topics[0],
-        "RESULTS_TOPIC": topics[1],
-        "DLQ_TOPIC": topics[2],
+        "COMMANDS_TOPIC": names[0],
+        "RESULTS_TOPIC": names[1],
+        "DLQ_TOPIC": names[2],
         "KAFKA_GROUP_ID": f"ledger-{suffix}",
     }
     log = tmp_path / "service.log"
@@ -73,9 +62,10 @@ def service(
         assert process.poll() is None, log.read_text()
         assert time.monotonic() < deadline, "the service did not get ready"
         time.sleep(0.1)
-    yield Service(*topics, bootstrap=kafka_bootstrap, process=process)
+    yield Service(*names, bootstrap=kafka_bootstrap, process=process)
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=30) == 0
+    topics.delete_sync(kafka_bootstrap, names)
 
 
 async def _send(

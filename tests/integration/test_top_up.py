@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from consumers import app
 from consumers.app import _topped_up
+from tests import topics
 
 pytestmark = pytest.mark.integration
 
@@ -18,13 +18,9 @@ PARTITIONS = 2
 
 
 async def _topic(bootstrap: str) -> str:
+    """A topic of its own (deleted at the end of the session: `tests/topics.py`)."""
     name = f"top-up-{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name, PARTITIONS, 1)])
-    finally:
-        await admin.close()
+    await topics.create(bootstrap, [name], PARTITIONS)
     return name
 
 
