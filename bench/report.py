@@ -71,10 +71,18 @@ def machine_lines(r: R) -> list[str]:
         f"{machine['os']}; Python {machine['python']}; PostgreSQL {machine['postgres']['version']} "
         f"(fsync {machine['postgres']['fsync']}, synchronous_commit "
         f"{machine['postgres']['synchronous_commit']}, shared_buffers "
-        f"{machine['postgres']['shared_buffers']}); one Kafka broker; all on 127.0.0.1.",
+        f"{machine['postgres']['shared_buffers']}); one Kafka broker{_broker(machine)}; "
+        "all on 127.0.0.1.",
         f"Noise: the cores are shared with other test runs (1-minute load average {load_text} "
         "during this run; per phase in the JSON): differences under ~20% are noise.",
     ]
+
+
+def _broker(machine: R) -> str:
+    held = machine.get("kafka_before_run")
+    if not held:
+        return ""
+    return f" (holding {held['topics']:,} topics, {held['partitions']:,} partitions before the run)"
 
 
 def _messages(run: R) -> str:

@@ -32,7 +32,14 @@ import psycopg
 from bench import core, e2e, limits, report, views
 from bench.baselines import BaselineRun, HandWrittenWallets, PlainWallets, apply_records
 from bench.bounds import Sizes
-from bench.kafka import ResultReader, Sender, consume_range, create_topics, delete_topics
+from bench.kafka import (
+    ResultReader,
+    Sender,
+    broker_holds,
+    consume_range,
+    create_topics,
+    delete_topics,
+)
 from bench.service import Service, Topics
 from bench.simulate import Shape, build_world
 from bench.stats import server_pids
@@ -45,6 +52,7 @@ SEED = 42
 PARTITIONS = 8
 LATENCY_LOADS_PER_S = (1_000.0, 5_000.0)
 OF_MAX_SHARE = 0.8  # the third latency point: this share of the sustained rate
+BROKER_TOPICS_WARN = 100  # a run makes 3 topics and deletes them
 RESULTS_DIR = Path("bench-results")
 DOCS_PAGE = Path("docs/benchmarks.md")
 README = Path("README.md")
@@ -296,6 +304,13 @@ def main() -> None:
     started_at = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     started = time.perf_counter()
     print(f"bench: scale {sizes.scale}, schema {bench.schema}, load average {_loadavg()}")
+    broker = asyncio.run(broker_holds(bench.bootstrap))
+    print(f"kafka broker holds {broker['topics']:,} topics, {broker['partitions']:,} partitions")
+    if broker["topics"] > BROKER_TOPICS_WARN:
+        print(
+            "  many are probably left over from other runs; each costs the broker work and "
+            "the figures suffer (2,423 test topics doubled the p99 at 5,000/s): delete them"
+        )
     if not views.available():
         print("projections: not available")
         bench.results["projections_note"] = "TODO: projections not available in this checkout"
@@ -309,7 +324,7 @@ def main() -> None:
         "started_at": started_at,
         "seconds": time.perf_counter() - started,
         "commit": _commit(),
-        "machine": machine(settings.database_url),
+        "machine": {**machine(settings.database_url), "kafka_before_run": broker},
     }
     bench.results["ratios"] = report.ratios(bench.results)
     _write(bench.results)
