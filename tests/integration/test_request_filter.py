@@ -12,6 +12,7 @@ from uuid import UUID
 from ledger import commands as c
 from ledger.application import Ledger
 from ledger.errors import Code
+from ledger.results import Result
 from tests.builders import Desk, rid
 
 
@@ -31,6 +32,26 @@ def _lookups(ledger: Ledger) -> list[int]:
 def _appended_since(ledger: Ledger, last: int | None) -> int:
     """Events stored after notification id `last` (a refused insert leaves a gap)."""
     return len(ledger.recorder.select_notifications(start=(last or 0) + 1, limit=100))
+
+
+def _deposit_recorded_by_another_instance(env: dict[str, str]) -> tuple[Result, int]:
+    """A casino whose player holds 100.00, and a deposit of 10.00 recorded by another
+    instance (closed since); returns the deposit's result and the player's userCode."""
+    other = Ledger(env)
+    desk = Desk(other)
+    _, user = desk.casino(points="1000", player_funds="100")
+    original = desk.send(_deposit(user, "10"))
+    other.close()
+    assert original.ok and original.balance_minor == 11_000
+    return original, user
+
+
+def _trusting_the_filter(env: dict[str, str], user: int) -> Ledger:
+    """A new instance past its first batch, which looked every requestId up and found
+    nothing it had not met: from here it skips the lookup of requestIds it has not met."""
+    ledger = Ledger(env)
+    assert ledger.handle_batch([_deposit(user)])[0].balance_minor == 11_100
+    return ledger
 
 
 def _deposit(user: int, amount: str = "1", request_id: str | None = None) -> c.Deposit:
@@ -57,15 +78,9 @@ def test_new_request_ids_are_looked_up_at_start_up_and_skipped_once_the_store_kn
 def test_a_request_recorded_by_another_instance_is_answered_from_its_record_after_one_rerun(
     pg_ledger_env: dict[str, str],
 ) -> None:
-    first_writer = Ledger(pg_ledger_env)
-    desk = Desk(first_writer)
-    _, user = desk.casino(points="1000", player_funds="100")
-    original_id = rid()
-    original = desk.send(_deposit(user, "10", original_id))
-    assert original.ok and original.balance_minor == 11_000
-
-    ledger = Ledger(pg_ledger_env)
-    assert ledger.handle_batch([_deposit(user)])[0].balance_minor == 11_100
+    original, user = _deposit_recorded_by_another_instance(pg_ledger_env)
+    original_id = original.request_id
+    ledger = _trusting_the_filter(pg_ledger_env, user)
     asked = _lookups(ledger)
     last = ledger.recorder.max_notification_id()
     results = ledger.handle_batch(
@@ -89,24 +104,16 @@ def test_a_request_recorded_by_another_instance_is_answered_from_its_record_afte
     assert ledger.handle_batch([_deposit(user)])[0].ok
     assert ledger.handle_batch([_deposit(user)])[0].ok
     assert asked == [3, 1]
-    first_writer.close()
     ledger.close()
 
 
 def test_another_payload_under_a_request_id_recorded_elsewhere_is_idempotency_conflict(
     pg_ledger_env: dict[str, str],
 ) -> None:
-    first_writer = Ledger(pg_ledger_env)
-    desk = Desk(first_writer)
-    _, user = desk.casino(points="1000", player_funds="100")
-    request_id = rid()
-    assert desk.send(_deposit(user, "10", request_id)).ok
-    first_writer.close()
-
-    ledger = Ledger(pg_ledger_env)
-    assert ledger.handle_batch([_deposit(user)])[0].ok  # trusting the filter from here
+    original, user = _deposit_recorded_by_another_instance(pg_ledger_env)
+    ledger = _trusting_the_filter(pg_ledger_env, user)
     last = ledger.recorder.max_notification_id()
-    results = ledger.handle_batch([_deposit(user, "20", request_id), _deposit(user, "5")])
+    results = ledger.handle_batch([_deposit(user, "20", original.request_id), _deposit(user, "5")])
 
     assert results[0].code == Code.IDEMPOTENCY_CONFLICT
     assert results[1].ok and results[1].balance_minor == 11_600
