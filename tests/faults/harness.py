@@ -54,6 +54,7 @@ Message = tuple[bytes | None, bytes | None, list[tuple[str, bytes | None]]]
 T = TypeVar("T")
 
 CALL_SECONDS_MAX = 120.0
+BURST_SLICE_MESSAGES = 2_000  # a burst's record batches are built this much of the stream at a time
 SETUP_SECONDS_MAX = 120.0
 PACE_TICK_SECONDS = 0.05
 PRODUCER_REQUEST_TIMEOUT_MS = 120_000  # outlasts a broker restart: sends wait, in order
@@ -162,23 +163,42 @@ class KafkaClient:
         self._call(self._send(messages))
 
     def send_burst(self, messages: Sequence[Message]) -> float:
-        """Send in order as fast as the producer can, wait until everything was delivered;
-        returns the seconds it took. Partitions are chosen beforehand, by the producer's
-        own default partitioner (murmur2 of the key, as `send` would), so the timed loop
-        does not hash; no per-message future is kept."""
+        """Send in order as fast as the broker takes them, wait until everything was
+        delivered; returns the seconds it took.
+
+        The record batches are built before the clock starts (partitions chosen by the
+        producer's own default partitioner, murmur2 of the key, as `send` would), one
+        slice of BURST_SLICE_MESSAGES of the stream at a time, so partitions stay as
+        interleaved as the producer's own batching leaves them. Timed, the producer only
+        hands batches to the broker: what the ledger sees arrive. Sent one by one,
+        messages arrived at ~47,000/s, no longer ten times the ledger's 6,600/s."""
 
         async def burst() -> float:
             assert self._producer is not None
-            partitions = sorted(await self._producer.partitions_for(self.commands))
+            producer = self._producer
+            partitions = sorted(await producer.partitions_for(self.commands))
             choose = DefaultPartitioner()
-            chosen = [choose(key, partitions, partitions) for key, _, _ in messages]
+            built: list[tuple[int, Any]] = []  # (partition, closed batch), in stream order
+            for start in range(0, len(messages), BURST_SLICE_MESSAGES):
+                open_batches: dict[int, Any] = {}
+                for key, value, headers in messages[start : start + BURST_SLICE_MESSAGES]:
+                    partition = choose(key, partitions, partitions)
+                    record = {"key": key, "value": value, "timestamp": None, "headers": headers}
+                    batch = open_batches.get(partition)
+                    if batch is None or batch.append(**record) is None:
+                        if batch is not None:  # full: it goes out, a new one follows it
+                            built.append((partition, batch))
+                        batch = open_batches[partition] = producer.create_batch()
+                        appended = batch.append(**record)
+                        assert appended is not None, "one message exceeds a whole batch"
+                built.extend(open_batches.items())
             started = self._loop.time()
-            for (key, value, headers), partition in zip(messages, chosen, strict=True):
-                await self._producer.send(
-                    self.commands, value, key=key, headers=headers, partition=partition
-                )
-                self.sent += 1
-            await self._producer.flush()
+            delivered = []
+            for partition, batch in built:
+                sent = await producer.send_batch(batch, self.commands, partition=partition)
+                delivered.append(sent)
+                self.sent += batch.record_count()
+            await asyncio.gather(*delivered)
             return self._loop.time() - started
 
         return self._call(burst(), timeout=CALL_SECONDS_MAX * 5)
