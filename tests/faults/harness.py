@@ -178,7 +178,7 @@ class KafkaClient:
             producer = self._producer
             partitions = sorted(await producer.partitions_for(self.commands))
             choose = DefaultPartitioner()
-            built: list[tuple[int, Any]] = []  # (partition, closed batch), in stream order
+            built: list[tuple[int, Any]] = []  # (partition, batch), in stream order
             for start in range(0, len(messages), BURST_SLICE_MESSAGES):
                 open_batches: dict[int, Any] = {}
                 for key, value, headers in messages[start : start + BURST_SLICE_MESSAGES]:
