@@ -9,6 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from uuid import UUID
 
+import psycopg
+import pytest
+
 from ledger import commands as c
 from ledger.application import Ledger
 from ledger.errors import Code
@@ -120,4 +123,28 @@ def test_another_payload_under_a_request_id_recorded_elsewhere_is_idempotency_co
     assert ledger.races_lost == 1
     # One deposit, its record and the seal: the conflict appended nothing.
     assert _appended_since(ledger, last) == 3
+    ledger.close()
+
+
+def test_after_a_failed_write_the_next_batch_looks_every_request_id_up(
+    pg_ledger_env: dict[str, str],
+) -> None:
+    """The write may have landed although its acknowledgement was lost: the filter
+    cannot know, so the next batch asks the store."""
+    _, user = _deposit_recorded_by_another_instance(pg_ledger_env)
+    ledger = _trusting_the_filter(pg_ledger_env, user)
+    asked = _lookups(ledger)
+    put = ledger.events.put
+
+    def lost(*args: object, **kwargs: object) -> object:
+        ledger.events.put = put  # type: ignore[method-assign]
+        raise psycopg.OperationalError("the connection was lost at commit")
+
+    ledger.events.put = lost  # type: ignore[method-assign]
+    with pytest.raises(psycopg.OperationalError):
+        ledger.handle_batch([_deposit(user), _deposit(user)])
+    assert asked == []
+    assert all(r.ok for r in ledger.handle_batch([_deposit(user) for _ in range(4)]))
+    assert ledger.handle_batch([_deposit(user)])[0].ok
+    assert asked == [4]
     ledger.close()
