@@ -249,19 +249,19 @@ class Ledger(Application[UUID]):
             except IntegrityError:
                 self.races_lost += 1
                 self._forget(batch)
-                self._lookup_all = True
             except BaseException:
                 self._forget(batch)
-                self._lookup_all = True  # a commit whose acknowledgement was lost did land
                 raise
         raise RuntimeError("the batch lost the optimistic-concurrency race too often")
 
     def _forget(self, batch: _Batch) -> None:
         """Drop every aggregate the failed batch touched (their memory is ahead of the
-        store) and re-read this writer's newest seal: a commit whose acknowledgement was
-        lost did land, and the next seal must follow it."""
+        store), look every requestId up again (the store refused one the filter had not
+        met, or a commit whose acknowledgement was lost did land) and re-read this
+        writer's newest seal: that commit's seal is the one the next must follow."""
         for stream_id in batch.touched:
             self._aggregates.pop(stream_id, None)
+        self._lookup_all = True
         try:
             newest = self.recorder.select_events(self.writer_id, desc=True, limit=1)
         except Exception:  # the store is away; the next attempt re-reads it again
