@@ -14,26 +14,18 @@ import asyncio
 import contextlib
 from collections.abc import Iterable
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
+
+from bench.kafka import create_topics, delete_topics
 
 __all__ = ["create", "create_sync", "delete", "delete_left", "delete_sync"]
 
-ADMIN_TIMEOUT_MS = 30_000
 _created: dict[str, set[str]] = {}  # bootstrap -> topics created and not yet deleted
 
 
 async def create(bootstrap: str, names: Iterable[str], partitions: int) -> None:
     names = list(names)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=ADMIN_TIMEOUT_MS)
-    await admin.start()
-    try:
-        await admin.create_topics(
-            [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names],
-            timeout_ms=ADMIN_TIMEOUT_MS,
-        )
-    finally:
-        await admin.close()
+    await create_topics(bootstrap, names, partitions)
     _created.setdefault(bootstrap, set()).update(names)
 
 
@@ -44,16 +36,9 @@ async def delete(bootstrap: str, names: Iterable[str]) -> None:
     names = [n for n in names if n in mine]
     if not names:
         return
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=ADMIN_TIMEOUT_MS)
-    try:
-        await admin.start()
-        await admin.delete_topics(names, timeout_ms=ADMIN_TIMEOUT_MS)
+    with contextlib.suppress(KafkaError, OSError):
+        await delete_topics(bootstrap, names)
         mine.difference_update(names)
-    except (KafkaError, OSError):
-        pass
-    finally:
-        with contextlib.suppress(KafkaError, OSError):
-            await admin.close()
 
 
 def create_sync(bootstrap: str, names: Iterable[str], partitions: int) -> None:
