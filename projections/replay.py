@@ -5,7 +5,9 @@ replays. A replay:
 
 1. **builds** every table of the projection from notification 1 into the staging schema
    `<views>_next`, with the projector's own code: one transaction per page, rows and
-   position together. The live views keep serving and keep following the store.
+   position together; the indexes no page reads through are created once the tables
+   are full (`add_deferred_indexes`). The live views keep serving and keep following
+   the store.
 2. **swaps**, in ONE transaction (bounded by `lock_timeout`, retried):
    - lock the live `view_tracking` ACCESS EXCLUSIVE. Every reader and the projector
      touch it first in each of their transactions, so taking it first drains them and
@@ -54,6 +56,7 @@ from projections.views import (
     VIEW_TABLES,
     ProjectionError,
     Projector,
+    add_deferred_indexes,
     ensure_views,
     view_position,
 )
@@ -125,7 +128,7 @@ def replay(
     names = projection_names(name)
     tables = tuple(table for projection in names for table in PROJECTIONS[projection])
     staging = staging_schema(views_schema)
-    builder = Projector(database_url, ledger, staging, page_events)
+    builder = Projector(database_url, ledger, staging, page_events, defer_indexes=True)
     with _connect(database_url) as admin:
         _hold_replay_lock(admin, views_schema)
         # The live views exist (empty at worst) and are views of this store.
@@ -134,6 +137,7 @@ def replay(
         with builder.connect() as build:
             for attempt in range(1, REPLAY_SWAP_ATTEMPTS_MAX + 1):
                 _build(builder, build, staging, progress)  # all, then what arrived meanwhile
+                add_deferred_indexes(build, staging)  # once the tables are full (no-op after)
                 try:
                     started = time.perf_counter()
                     replaced, position = _swap(admin, views_schema, staging, tables, builder, build)

@@ -240,6 +240,16 @@ def _oid(settings: Settings, table: str) -> int:
         return int(row.fetchone()[0])  # type: ignore[index]
 
 
+def _indexes(settings: Settings) -> list[tuple[str, str]]:
+    """Every index of the views schema: (name, definition)."""
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = %s ORDER BY 1",
+            (settings.views_schema_name,),
+        ).fetchall()
+    return [(name, definition) for name, definition in rows]
+
+
 def test_replay_swaps_in_identical_views_while_the_api_answers_every_read(
     fresh: tuple[Settings, Ledger],
 ) -> None:
@@ -254,6 +264,8 @@ def test_replay_swaps_in_identical_views_while_the_api_answers_every_read(
         configuration = (list_tokens(conn, vs, None), allowed_ips(conn, vs, "MB"))
     before = dump_views(settings.database_url, vs)
     oids = {table: _oid(settings, table) for table in ("view_tracking", "view_agents")}
+    indexes = _indexes(settings)  # a replay builds some of them after its pages
+    assert len(indexes) >= 10, indexes
     server = ApiServer(settings)
     try:
         with server.client(token) as client:
@@ -282,6 +294,7 @@ def test_replay_swaps_in_identical_views_while_the_api_answers_every_read(
         assert result.events_applied > 1000 and result.swap_attempts == 1
     assert dump_views(settings.database_url, vs) == before
     assert all(_oid(settings, table) != oid for table, oid in oids.items()), "tables were swapped"
+    assert _indexes(settings) == indexes
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
         assert (list_tokens(conn, vs, None), allowed_ips(conn, vs, "MB")) == configuration
         staging = conn.execute(
