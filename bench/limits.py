@@ -3,19 +3,31 @@
 - C: consuming the preloaded commands with aiokafka and doing nothing else.
 - D: COPY (binary) of the very event rows the ledger wrote for those commands into a
   table shaped like its events table (same keys and indexes), one transaction.
+- E: the thinnest pipeline that could answer those commands: per batch of at most
+  1,000 records, read each requestId, write one row per record in ONE PostgreSQL
+  transaction (fsync on), publish one result per record and await the broker's
+  acknowledgements, as the ledger does and in the same order, one batch after the other;
+  no validation, no rules, no events, no offset commits. What is left between it and the
+  ledger is the ledger's own work.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
+import orjson
 import psycopg
+from aiokafka import AIOKafkaProducer
 
 from bench.kafka import Offsets, consume_range
 
-__all__ = ["ConsumeRun", "CopyRun", "consume_only", "copy_events"]
+__all__ = ["ConsumeRun", "CopyRun", "consume_only", "copy_events", "thin_pipeline"]
+
+THIN_BATCH_RECORDS_MAX = 1_000  # as the ledger's batches (consumers/app.py)
 
 
 @dataclass
@@ -96,3 +108,106 @@ def copy_events(
             seconds = time.perf_counter() - started
     assert rows is not None
     return CopyRun(int(rows[0]), sum(len(c) for c in chunks), seconds)
+
+
+_THIN_DDL = """
+CREATE TABLE {t} (
+    id bigserial PRIMARY KEY,
+    request_id uuid NOT NULL,
+    body bytea NOT NULL);
+CREATE INDEX ON {t} (request_id);
+"""
+
+
+async def thin_pipeline(
+    bootstrap: str,
+    database_url: str,
+    start: Offsets,
+    end: Offsets,
+    results_topic: str,
+    schema: str,
+) -> ConsumeRun:
+    """Limit E (see the module docstring) over the records between `start` and `end`;
+    timed from the first record fetched to the last acknowledgement. Rows go to a fresh
+    table of `schema` (a random-key index on the requestId, as the ledger's request
+    records have), results to `results_topic` on the partition of their command."""
+    table = f'"{schema}".thin_requests'
+    conn = await psycopg.AsyncConnection.connect(database_url, connect_timeout=10)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        enable_idempotence=True,  # implies acks=all, as the ledger's producer
+        linger_ms=2,
+        client_id="bench-limit-e",
+    )
+    await producer.start()
+    times: list[float] = []
+    try:
+        await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        await conn.execute(_THIN_DDL.format(t=table))
+        await conn.commit()
+        partitions = sorted(await producer.partitions_for(results_topic))
+
+        async def answer(records: list[Any]) -> None:
+            if not times:
+                times.append(time.perf_counter())
+            for at in range(0, len(records), THIN_BATCH_RECORDS_MAX):
+                await _thin_batch(
+                    conn,
+                    producer,
+                    table,
+                    results_topic,
+                    partitions,
+                    records[at : at + THIN_BATCH_RECORDS_MAX],
+                )
+            times.append(time.perf_counter())
+
+        total = sum(end[tp] - start[tp] for tp in start)
+        records = await consume_range(bootstrap, start, end, total, answer)
+    finally:
+        await producer.stop()
+        await conn.close()
+    return ConsumeRun(records, times[-1] - times[0] if len(times) > 1 else 0.0)
+
+
+async def _thin_batch(
+    conn: psycopg.AsyncConnection[Any],
+    producer: AIOKafkaProducer,
+    table: str,
+    topic: str,
+    partitions: list[int],
+    records: list[Any],
+) -> None:
+    rows, results = [], []
+    for record in records:
+        request_id = orjson.loads(record.value)["requestId"]
+        rows.append((UUID(request_id), record.value))
+        results.append(
+            (
+                record.partition,
+                request_id.encode(),
+                orjson.dumps({"requestId": request_id, "code": 0}),
+            )
+        )
+    async with conn.cursor() as cursor:
+        copy_in = f"COPY {table} (request_id, body) FROM STDIN (FORMAT BINARY)"
+        async with cursor.copy(copy_in) as copy:
+            copy.set_types(["uuid", "bytea"])
+            for row in rows:
+                await copy.write_row(row)
+    await conn.commit()
+    batches: dict[int, Any] = {}
+    sent = []
+    for source, key, value in results:
+        partition = partitions[source % len(partitions)]
+        batch = batches.get(partition)
+        if batch is not None and batch.append(key=key, value=value, timestamp=None) is not None:
+            continue
+        if batch is not None:  # full: it goes now
+            batch.close()
+            sent.append(await producer.send_batch(batch, topic, partition=partition))
+        batch = batches[partition] = producer.create_batch()
+        batch.append(key=key, value=value, timestamp=None)
+    for partition, batch in batches.items():
+        batch.close()
+        sent.append(await producer.send_batch(batch, topic, partition=partition))
+    await asyncio.gather(*sent)

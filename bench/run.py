@@ -163,11 +163,22 @@ class Bench:
         self.results["latency"] = points
 
     async def _same_topic_phases(self, prepared: e2e.Prepared) -> None:
-        """Limit C and baselines A and B read the very records the ledger consumed."""
+        """Limits C and E and baselines A and B read the very records the ledger consumed."""
         self.results["limits"], self.results["baselines"] = {}, {}
         with self.phase("limit C: consume only"):
             run_c = await limits.consume_only(self.bootstrap, prepared.start, prepared.end)
             self.results["limits"]["c"] = {**asdict(run_c), "records_per_s": run_c.records_per_s}
+        with self.phase("limit E: thinnest pipeline"):
+            run_e = await limits.thin_pipeline(
+                self.bootstrap,
+                self.database_url,
+                prepared.start,
+                prepared.end,
+                self.topics.limit_e,
+                f"{self.schema}_e",
+            )
+            self.results["limits"]["e"] = {**asdict(run_e), "records_per_s": run_e.records_per_s}
+            print(json.dumps(self.results["limits"]["e"]), flush=True)
         accounts = [f"{p.agent_code}:{code}" for p, code in prepared.user_codes.items()]
         with self.phase("baseline A: plain eventsourcing"):
             plain = PlainWallets.on(self.database_url, f"{self.schema}_a")

@@ -20,20 +20,21 @@ READY_LINE = b"ledger ready: consuming"
 
 @dataclass(frozen=True, slots=True)
 class Topics:
-    """A run's own commands, results and dead-letter topics."""
+    """A run's own commands, results and dead-letter topics, and limit E's results."""
 
     commands: str
     results: str
     dlq: str
+    limit_e: str  # the results of limit E (bench/limits.py::thin_pipeline)
 
     @classmethod
     def fresh(cls, tag: str) -> Topics:
-        suffix = f"{tag}-{uuid.uuid4().hex[:8]}"
-        return cls(f"bench.{suffix}.commands", f"bench.{suffix}.results", f"bench.{suffix}.dlq")
+        prefix = f"bench.{tag}-{uuid.uuid4().hex[:8]}"
+        return cls(f"{prefix}.commands", f"{prefix}.results", f"{prefix}.dlq", f"{prefix}.limit-e")
 
     @property
     def names(self) -> list[str]:
-        return [self.commands, self.results, self.dlq]
+        return [self.commands, self.results, self.dlq, self.limit_e]
 
 
 class Service:
