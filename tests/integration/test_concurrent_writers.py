@@ -6,8 +6,10 @@ import multiprocessing
 import random
 import uuid
 from collections import Counter
+from typing import Any
 
 from ledger.application import Ledger
+from ledger.book import AgentBook
 from ledger.commands import Bet, Deposit, TransferPoints
 from tests.builders import Desk
 
@@ -91,3 +93,48 @@ def test_two_processes_hammering_the_same_accounts_end_with_exact_balances(
     op = fresh.book("OP")
     assert op is not None and op.points_minor == 500_000 - transfers * 10
     fresh.close()
+
+
+def test_a_rerun_reads_what_it_touched_before_its_refresh_so_a_busy_writer_cannot_starve_it(
+    pg_ledger_env: dict[str, str],
+) -> None:
+    """Another instance writes the casino's book after this one's first refresh (the
+    race is lost) and again each time this one reads the book from the store. A rerun
+    that read the book lazily, after its refresh, would lose every race
+    (BATCH_SAVE_ATTEMPTS_MAX) while the other instance kept writing: it must win the
+    second."""
+    mine, other = Ledger(pg_ledger_env), Ledger(pg_ledger_env)
+    casino, user = Desk(mine).casino(points="10000", player_funds="100")
+    book_id = AgentBook.create_id(casino)
+    theirs = Desk(other)
+    written: list[int] = []
+
+    def write_there() -> None:
+        assert theirs.deposit(casino, user, "0.01").ok
+        written.append(1)
+
+    refresh, read = mine._refresh, mine._repository.get
+
+    def refresh_then_write(commands: Any) -> None:
+        refresh(commands)
+        if not written:  # the first attempt's window: it loses the race
+            write_there()
+
+    def read_then_write(stream_id: Any, *args: Any, **kwargs: Any) -> Any:
+        found = read(stream_id, *args, **kwargs)
+        if stream_id == book_id:
+            write_there()
+        return found
+
+    mine._refresh = refresh_then_write  # type: ignore[method-assign]
+    mine._repository.get = read_then_write  # type: ignore[method-assign]
+    deposit = Deposit(request_id=str(uuid.uuid4()), agent_code=casino, user_code=user, amount="1")
+
+    [result] = mine.handle_batch([deposit])
+
+    assert result.code == 0 and mine.races_lost == 1 and len(written) == 2
+    fresh = Ledger(pg_ledger_env)
+    book = fresh.book(casino)
+    assert book is not None and book.player_balance(user) == 10_000 + 100 + 2 * 1
+    for ledger in (mine, other, fresh):
+        ledger.close()
