@@ -43,6 +43,8 @@ __all__ = ["AgentBook"]
 # kind is "bet", "win", or "void" (a refund that arrived before its bet).
 _KIND, _REQUEST, _USER, _ROUND, _AMOUNT, _REFUND = range(6)
 
+ROUND_CLOSED = -1  # the value of a round in `AgentBook.rounds` once it is closed
+
 
 def _txn(*record: Any) -> bytes:
     """A transaction record as bytes (marshal: fast, any text, never persisted).
@@ -92,8 +94,9 @@ class AgentBook(ChainedAggregate):
         # str(user_code) -> [name, balance_minor, request_id of createUser]
         self.players: dict[str, list[Any]] = {}
         self.user_code_by_name: dict[str, int] = {}
-        # round_id -> True while open, False once a completing game win closed it
-        self.rounds: dict[str, bool] = {}
+        # round_id -> how many of its bets stand (placed, not refunded) while it is
+        # open; ROUND_CLOSED once a completing game win closed it
+        self.rounds: dict[str, int] = {}
         # txn_id -> the transaction record (see `_txn`), kept forever
         self.txns: dict[str, bytes] = {}
 
@@ -147,7 +150,7 @@ class AgentBook(ChainedAggregate):
 
         def apply(self, aggregate: AgentBook) -> None:
             aggregate.set_balances(self.balances)
-            aggregate.rounds[self.round_id] = True
+            aggregate.rounds[self.round_id] = aggregate.rounds.get(self.round_id, 0) + 1
             aggregate.txns[self.txn_id] = _txn(
                 "bet", self.request_id, self.user_code, self.round_id, self.amount_minor, None
             )
@@ -164,7 +167,7 @@ class AgentBook(ChainedAggregate):
             aggregate.set_balances(self.balances)
             if self.kind == "game" and self.completed:
                 assert self.round_id is not None
-                aggregate.rounds[self.round_id] = False
+                aggregate.rounds[self.round_id] = ROUND_CLOSED
             aggregate.txns[self.txn_id] = _txn(
                 "win", self.request_id, self.user_code, self.round_id, self.amount_minor, None
             )
@@ -179,6 +182,8 @@ class AgentBook(ChainedAggregate):
             txn = aggregate.txn(self.txn_id)
             assert txn is not None
             aggregate.txns[self.txn_id] = _txn(*txn[:_REFUND], self.request_id)
+            if aggregate.rounds.get(txn[_ROUND], 0) > 0:  # refunds happen on open rounds
+                aggregate.rounds[txn[_ROUND]] -= 1
 
     class RefundArrivedBeforeBet(Event):
         """A refund named a bet not (yet) there: the txnId is void from now on."""
@@ -347,7 +352,7 @@ class AgentBook(ChainedAggregate):
         game_code: str | None,
     ) -> None:
         self._repeat_or_conflict(txn_id, "bet", user_code, round_id, amount_minor)
-        if self.rounds.get(round_id) is False:
+        if self.rounds.get(round_id) == ROUND_CLOSED:
             raise RoundClosed(f"round {round_id!r} is closed")
         stake, stake_minor, shortfall = self._stake_accounts(user_code)
         stake_after = debited(stake_minor, amount_minor, shortfall)
@@ -377,11 +382,13 @@ class AgentBook(ChainedAggregate):
         self._repeat_or_conflict(txn_id, "win", user_code, round_id, amount_minor)
         if kind == "game":
             assert round_id is not None, "the edge requires roundId for game wins"
-            state = self.rounds.get(round_id)
-            if state is None:
+            standing = self.rounds.get(round_id)
+            if standing is None:
                 raise TransactionNotFound(f"round {round_id!r} has no bet")
-            if state is False:
+            if standing == ROUND_CLOSED:
                 raise RoundClosed(f"round {round_id!r} is closed")
+            if standing == 0:  # a win must not pay on stakes that were all given back
+                raise TransactionNotFound(f"every bet of round {round_id!r} was refunded")
         stake, stake_minor, _ = self._stake_accounts(user_code)
         house_after = debited(self.house_minor, amount_minor, None)
         stake_after = credited(stake_minor, amount_minor)
@@ -418,7 +425,7 @@ class AgentBook(ChainedAggregate):
             raise ParametersInvalid(f"bet {txn_id!r} belongs to another user")
         if txn[_REFUND] is not None:
             raise SameAsOriginal(txn[_REFUND])
-        if self.rounds.get(txn[_ROUND]) is False:
+        if self.rounds.get(txn[_ROUND]) == ROUND_CLOSED:
             raise RoundClosed(f"round {txn[_ROUND]!r} is closed")
         bet_minor: int = txn[_AMOUNT]
         if amount_minor is not None and amount_minor != bet_minor:

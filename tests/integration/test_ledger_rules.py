@@ -1026,6 +1026,27 @@ def test_a_game_win_for_a_round_without_a_bet_is_transaction_not_found(
     assert balances(ledger) == before
 
 
+def test_a_game_win_for_a_round_whose_bets_were_all_refunded_is_transaction_not_found(
+    desk: Desk, ledger: Ledger
+) -> None:
+    """A refund gives the stake back: a game win on that round would pay on nothing."""
+    user = casino(desk)
+    accepted(desk.bet("CA", user, "t1", "r1", "5"))
+    accepted(desk.bet("CA", user, "t2", "r1", "3"))
+    accepted(desk.refund("CA", user, "t1"))
+    accepted(desk.refund("CA", user, "t2"))
+    before = balances(ledger)
+    refused(desk.win("CA", user, "w1", "r1", "50"), Code.TRANSACTION_NOT_FOUND)
+    refused(desk.win("CA", user, "w2", "r1", "50", completed=False), Code.TRANSACTION_NOT_FOUND)
+    assert balances(ledger) == before
+    # The round is still open: a new bet makes a game win possible again, one refund
+    # of two bets leaves one standing.
+    accepted(desk.bet("CA", user, "t3", "r1", "2"))
+    accepted(desk.bet("CA", user, "t4", "r1", "2"))
+    accepted(desk.refund("CA", user, "t3"))
+    assert accepted(desk.win("CA", user, "w3", "r1", "7")).balance_minor == 10_000 - 200 + 700
+
+
 def test_bonus_jackpot_freespin_and_promotion_wins_need_no_bet_or_round(
     desk: Desk, ledger: Ledger
 ) -> None:

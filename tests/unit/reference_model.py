@@ -7,6 +7,7 @@ command with a `ModelResult`, the part of a `Result` the contract pins down.
 Sources, in order: CONTRACT.md sections 1, 2, 3 and 5; where the contract is
 silent, the decisions the implementation documents (README):
 - non-game win kinds never open or close a round and need no roundId;
+- a game win on a round whose bets were all refunded is TRANSACTION_NOT_FOUND;
 - a refund naming the txnId of a win is TRANSACTION_NOT_FOUND and is not remembered;
 - a refund whose userCode differs from the bet's is PARAMETERS_INVALID;
 - withdraw-all of a zero balance is BALANCE_NOT_ENOUGH;
@@ -95,6 +96,7 @@ class ModelAgent:
     user_by_name: dict[str, int] = field(default_factory=dict)
     user_request: dict[int, str] = field(default_factory=dict)  # userCode -> createUser request
     rounds: dict[str, bool] = field(default_factory=dict)  # roundId -> open
+    standing_bets: dict[str, set[str]] = field(default_factory=dict)  # roundId -> txnIds
     txns: dict[str, ModelTxn] = field(default_factory=dict)
 
 
@@ -381,6 +383,7 @@ class ReferenceModel:
         self._set_stake(agent, cmd.user_code, stake_after)
         agent.house_minor = house_after
         agent.rounds[cmd.round_id] = True
+        agent.standing_bets.setdefault(cmd.round_id, set()).add(cmd.txn_id)
         agent.txns[cmd.txn_id] = ModelTxn(
             "bet", cmd.request_id, cmd.user_code, cmd.round_id, amount_minor
         )
@@ -400,6 +403,8 @@ class ReferenceModel:
                 raise _Refused(Code.TRANSACTION_NOT_FOUND)
             if agent.rounds[cmd.round_id] is False:
                 raise _Refused(Code.ROUND_CLOSED)
+            if not agent.standing_bets.get(cmd.round_id):  # every bet was refunded
+                raise _Refused(Code.TRANSACTION_NOT_FOUND)
         stake, _ = self._stake(agent, cmd.user_code)
         house_after = minus(agent.house_minor, amount_minor, None)
         stake_after = plus(stake, amount_minor)
@@ -441,4 +446,5 @@ class ReferenceModel:
         agent.house_minor = house_after
         self._set_stake(agent, cmd.user_code, stake_after)
         txn.refund_request_id = cmd.request_id
+        agent.standing_bets[txn.round_id].discard(cmd.txn_id)
         return self._answer(agent, cmd.user_code)
