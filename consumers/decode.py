@@ -25,6 +25,7 @@ braces, "urn:uuid:", missing hyphens, underscores and non-ASCII digits.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -117,7 +118,7 @@ def decode(
             raw_type=_echo(raw_type),
             code=code,
             message=message,
-            payload_digest=hashlib.sha256(value or b"").hexdigest(),
+            payload_digest=_payload_digest(payload, value or b""),
         )
 
     header = _header(headers, REQUEST_ID_HEADER)
@@ -147,6 +148,33 @@ def decode(
         where = ".".join(str(p) for p in first["loc"])
         return invalid(Code.VALIDATION_ERROR, f"{where}: {first['msg']}")
     return _to_core(model.type_name, fields)
+
+
+def _payload_digest(payload: dict[str, Any], value: bytes) -> str:
+    """The fingerprint of a message the edge refuses: SHA-256 of its JSON object written
+    with sorted keys, without `timestampMs` and with the requestId in lower case, so that
+    a retry that differs only there, in key order or in spacing gets the same rejection
+    (as a valid command's fingerprint ignores them). Numbers keep their text and stay
+    apart from strings ("1.5" is not 1.5). A message too deep to write again falls back
+    to its raw bytes."""
+    try:
+        canonical = {k: _tagged(v) for k, v in payload.items() if k != "timestampMs"}
+        canonical["requestId"] = str(payload["requestId"]).lower()
+        text = json.dumps(canonical, sort_keys=True, ensure_ascii=True, separators=(",", ":"))
+    except (ValueError, RecursionError):
+        return hashlib.sha256(value).hexdigest()
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _tagged(value: Any) -> Any:
+    """`value` with every number kept as text (JsonNumber) marked as a number."""
+    if isinstance(value, JsonNumber):
+        return {"__number__": str(value)}
+    if isinstance(value, dict):
+        return {k: _tagged(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_tagged(v) for v in value]
+    return value
 
 
 def _is_uuid(text: str) -> bool:

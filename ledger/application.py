@@ -39,7 +39,14 @@ from ledger.bounds import (
 )
 from ledger.chain import GENESIS_HASH, BatchSealed
 from ledger.commands import Command, CreateAgent, InvalidCommand, TransferPoints
-from ledger.domain import Issuance, RequestHandled, SameAsOriginal, UserDirectory, event_id
+from ledger.domain import (
+    Issuance,
+    RequestHandled,
+    SameAsOriginal,
+    UserDirectory,
+    event_id,
+    request_key,
+)
 from ledger.errors import Code, LedgerError
 from ledger.gc_pause import collector_paused
 from ledger.handlers import AGENT_CODE, HANDLERS
@@ -224,7 +231,8 @@ class Ledger(Application[UUID]):
 
     def request(self, request_id: str) -> RequestRecord | None:
         """The record of a requestId (fingerprint and first answer), from memory or the store."""
-        return self._load_requests([request_id]).get(request_id)
+        key = request_key(request_id)
+        return self._load_requests([key]).get(key)
 
     # ----------------------------------------------------------------- write
 
@@ -289,11 +297,10 @@ class Ledger(Application[UUID]):
                 continue
 
     def _run(self, batch: _Batch, commands: Sequence[Command]) -> list[Result]:
-        stream_ids = [RequestHandled.stream_id(c.request_id) for c in commands]
+        keys = [request_key(c.request_id) for c in commands]
+        stream_ids = [RequestHandled.stream_id(key) for key in keys]
         lookup_all, unforeseen = self._lookup_all, self.requests_unforeseen
-        known = self._load_requests(
-            [c.request_id for c in commands], stream_ids, skip_unmet=not lookup_all
-        )
+        known = self._load_requests(keys, stream_ids, skip_unmet=not lookup_all)
         if lookup_all:  # back to trusting the filter once the store tells it nothing new
             self._lookup_all = self.requests_unforeseen > unforeseen
         self._refresh(commands)
@@ -301,14 +308,14 @@ class Ledger(Application[UUID]):
         results: list[Result] = []
         records: dict[str, RequestRecord] = {}
         primaries: dict[str, Any] = {}  # event id -> primary event of this batch
-        for command in commands:
-            seen = records.get(command.request_id) or known.get(command.request_id)
+        for command, key in zip(commands, keys, strict=True):
+            seen = records.get(key) or known.get(key)
             if seen is not None:
                 results.append(self._repeat(command, seen, now_ms))
                 continue
             result = self._apply(batch, command, records, primaries)
             result.processed_at_ms = now_ms
-            records[command.request_id] = RequestRecord(command.fingerprint(), result)
+            records[key] = RequestRecord(command.fingerprint(), result)
             results.append(result)
         return self._save(batch, results, records, primaries)
 
@@ -329,7 +336,9 @@ class Ledger(Application[UUID]):
             return _refused(command, error.code, error.message)
         except SameAsOriginal as repeat:
             batch.discard()
-            original = records.get(repeat.request_id) or self.request(repeat.request_id)
+            original = records.get(request_key(repeat.request_id)) or self.request(
+                repeat.request_id
+            )
             assert original is not None, "the original of a repeat is always recorded"
             return replace(original.result, request_id=command.request_id, duplicate=True)
         events = batch.collect()
@@ -349,7 +358,9 @@ class Ledger(Application[UUID]):
                 "this requestId was used before with another payload",
                 processed_at_ms=now_ms,
             )
-        return replace(seen.result, duplicate=True, processed_at_ms=now_ms)
+        return replace(
+            seen.result, request_id=command.request_id, duplicate=True, processed_at_ms=now_ms
+        )
 
     def _save(
         self,
@@ -383,7 +394,7 @@ class Ledger(Application[UUID]):
         sequences = {eid: sequence_of[id(event)] for eid, event in primaries.items()}
         for index, result in enumerate(results):
             if result.sequence is None and result.event_id in sequences:
-                if result.request_id in records:  # a new result, owned by this batch
+                if request_key(result.request_id) in records:  # new, owned by this batch
                     result.sequence = sequences[result.event_id]
                 else:  # a repeat of a command earlier in this batch
                     results[index] = replace(result, sequence=sequences[result.event_id])
@@ -404,8 +415,9 @@ class Ledger(Application[UUID]):
         *,
         skip_unmet: bool = False,
     ) -> dict[str, RequestRecord]:
-        """Records of the given requestIds: cached ones, plus one store query for the
-        rest, or, with `skip_unmet`, for those of the rest the filter may have met."""
+        """Records of the given requestIds (their `request_key`s): cached ones, plus one
+        store query for the rest, or, with `skip_unmet`, for those of the rest the filter
+        may have met."""
         found: dict[str, RequestRecord] = {}
         missing: dict[UUID, str] = {}
         for n, request_id in enumerate(request_ids):
@@ -435,8 +447,9 @@ class Ledger(Application[UUID]):
             if ref is not None:
                 result = replace(result, sequence=sequences[ref])
             record = RequestRecord(event.fingerprint, result)
-            self._requests.put(event.request_id, record)
-            found[event.request_id] = record
+            key = request_key(event.request_id)
+            self._requests.put(key, record)
+            found[key] = record
         return found
 
     def _refresh(self, commands: Sequence[Command]) -> None:

@@ -32,6 +32,7 @@ from eventsourcing.persistence import ApplicationRecorder, Notification, Transco
 
 from ledger.bounds import BALANCE_MAX_MINOR
 from ledger.chain import GENESIS_HASH, event_hash, seal_digest
+from ledger.domain import request_key
 
 __all__ = ["AuditReport", "Finding", "verify"]
 
@@ -176,7 +177,7 @@ class _Verifier:
     def request(self, n: Notification, state: dict[str, Any]) -> None:
         self.report.commands += 1
         request_id, ref = state.get("request_id"), state.get("book_ref")
-        claimed = self.pending.pop(str(request_id), None)
+        claimed = self.pending.pop(request_key(str(request_id)), None)
         if ref is None:
             if claimed is not None:
                 self.find(n, "a refused request has a money event")
@@ -217,7 +218,7 @@ class _Verifier:
             self.claims(n, state["balances"], currency)
 
     def primary(self, n: Notification, state: dict[str, Any]) -> None:
-        request_id = str(state.get("request_id"))
+        request_id = request_key(str(state.get("request_id")))  # records use the key
         if request_id in self.pending:
             self.find(n, f"request {request_id} applied twice")
         self.pending[request_id] = (n.originator_id, n.originator_version, n.id)

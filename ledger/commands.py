@@ -33,6 +33,9 @@ __all__ = [
 ]
 
 _NOT_FINGERPRINTED = frozenset({"timestamp_ms"})
+# Fields whose case does not make another payload: the requestId is a UUID, `mode` and
+# `kind` are enum values (contract section 3), `currency` an ISO 4217 code.
+_CASE_BLIND = frozenset({"request_id", "mode", "kind", "currency"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -47,14 +50,17 @@ class Command:
     def fingerprint(self) -> str:
         """SHA-256 over the canonical payload: equal for an exact retry, different otherwise.
 
-        Amounts are compared by value ("12.5" equals "12.50"); text that is not a
-        number is compared as sent.
+        Amounts are compared by value ("12.5" equals "12.50"); the requestId and the
+        enum values (`mode`, `kind`: matched case-insensitively) and the currency code
+        without regard to case; other text as sent.
         """
         payload: dict[str, Any] = {"type": self.type_name}
         for name in _fingerprinted_fields(type(self)):
             value = getattr(self, name)
             if name == "amount" and isinstance(value, str):
                 value = _normalised_amount(value)
+            elif name in _CASE_BLIND and isinstance(value, str):
+                value = value.lower()
             elif isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2**63:
                 value = str(value)  # no such user; orjson writes 64-bit integers only
             payload[name] = value
@@ -178,7 +184,8 @@ class InvalidCommand(Command):
 
     It is answered with `code` and remembered like any other rejection, so that
     a later different payload under the same requestId is an idempotency conflict.
-    `payload_digest` is the SHA-256 of the raw message value.
+    `payload_digest` is the SHA-256 of the message's canonical form (see
+    `consumers/decode.py::_payload_digest`).
     """
 
     type_name: ClassVar[str] = ""

@@ -50,6 +50,7 @@ __all__ = [
     "event_id",
     "house_account",
     "player_account",
+    "request_key",
 ]
 
 NAMESPACE = uuid5(NAMESPACE_URL, "urn:ledger")
@@ -63,6 +64,14 @@ Posting = list[Any]  # [debit_account: str, credit_account: str, amount_minor: i
 
 
 _NAMESPACE_BYTES = NAMESPACE.bytes
+
+
+def request_key(request_id: str) -> str:
+    """The idempotency key of a requestId: its lower-case form. A requestId is a UUID, and
+    "1A2B..." and "1a2b..." name the same one (RFC 4122: hex digits are case-insensitive on
+    input), so a retry that spells it in another case is the same request. Results echo
+    the requestId as the command spelled it; records and their streams use this key."""
+    return request_id.lower()
 
 
 def event_id(originator_id: UUID, originator_version: int) -> str:

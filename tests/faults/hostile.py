@@ -651,6 +651,35 @@ def hostile_batches(draw: st.DrawFn, size_max: int = 60) -> list[Hostile]:
 # ------------------------------------------------------------------ the oracle
 
 
+def _refused_payload(value: bytes) -> str:
+    """What makes two refused messages the same request (README, "Decisions"): the JSON
+    object without `timestampMs`, keys in any order, the requestId in any case, numbers
+    by their text (a number is never equal to a string). Read with the standard library,
+    not the edge's parser."""
+
+    def number(text: str) -> tuple[str, str]:
+        return ("number", text)
+
+    def integer(text: str) -> tuple[str, Any]:
+        # The edge keeps integers of more than 40 digits as text (schemas/commands.py).
+        return ("number", text) if len(text.lstrip("-")) > 40 else ("integer", int(text))
+
+    def ordered(item: Any) -> Any:
+        if isinstance(item, dict):
+            return ("object", tuple(sorted((k, ordered(v)) for k, v in item.items())))
+        if isinstance(item, list):
+            return ("array", tuple(ordered(v) for v in item))
+        return item
+
+    try:
+        payload = json.loads(value, parse_float=number, parse_int=integer)
+        payload = {k: v for k, v in payload.items() if k != "timestampMs"}
+        payload["requestId"] = str(payload["requestId"]).lower()
+        return repr(ordered(payload))
+    except (ValueError, TypeError, AttributeError, KeyError, RecursionError):
+        return hashlib.sha256(value).hexdigest()
+
+
 class Oracle:
     """What the ledger must answer: the reference model for commands, the contract for
     refusals at the edge (remembered like any other answer)."""
@@ -664,10 +693,13 @@ class Oracle:
         if hostile.expect == "core":
             return self.model.apply(command)
         assert hostile.request_id is not None
-        fingerprint = ("invalid", hashlib.sha256(hostile.value or b"").hexdigest())
-        seen = self.model.requests.get(hostile.request_id)
+        fingerprint = ("invalid", _refused_payload(hostile.value or b""))
+        seen = self.model.requests.get(hostile.request_id.lower())
         if seen is None:
-            self.model.requests[hostile.request_id] = (fingerprint, ModelResult(hostile.code))
+            self.model.requests[hostile.request_id.lower()] = (
+                fingerprint,
+                ModelResult(hostile.code),
+            )
             return ModelResult(hostile.code)
         if seen[0] == fingerprint:
             return dataclasses.replace(seen[1], duplicate=True)

@@ -1255,6 +1255,41 @@ def test_a_retry_with_an_equal_amount_spelled_differently_or_a_new_timestamp_is_
     assert ledger.recorder.max_notification_id() == last
 
 
+def test_a_retry_spelling_the_request_id_in_capitals_is_the_same_request(
+    desk: Desk, ledger: Ledger
+) -> None:
+    """A requestId is a UUID: its case names no other request (README, "Decisions")."""
+    user = casino(desk)
+    request_id = rid()
+    first = accepted(desk.deposit("CA", user, "10", request_id=request_id))
+    last = ledger.recorder.max_notification_id()
+    again = accepted(desk.deposit("CA", user, "10", request_id=request_id.upper()), duplicate=True)
+    assert again.request_id == request_id.upper()  # echoed as the retry spelled it
+    assert (again.sequence, again.event_id, again.balance_minor) == (
+        first.sequence,
+        first.event_id,
+        11_000,
+    )
+    assert ledger.recorder.max_notification_id() == last
+    refused(
+        desk.deposit("CA", user, "20", request_id=request_id.upper()), Code.IDEMPOTENCY_CONFLICT
+    )
+
+
+@pytest.mark.stores("memory", "postgres")
+def test_a_request_id_in_capitals_finds_the_record_in_the_store_not_only_in_memory(
+    desk: Desk, ledger: Ledger
+) -> None:
+    user = casino(desk)
+    request_id = rid().upper()
+    first = accepted(desk.deposit("CA", user, "10", request_id=request_id))
+    last = ledger.recorder.max_notification_id()
+    ledger.clear_caches()
+    again = accepted(desk.deposit("CA", user, "10", request_id=request_id.lower()), duplicate=True)
+    assert (again.request_id, again.sequence) == (request_id.lower(), first.sequence)
+    assert ledger.recorder.max_notification_id() == last
+
+
 def test_the_same_request_id_with_a_different_payload_is_idempotency_conflict(
     desk: Desk, ledger: Ledger
 ) -> None:

@@ -9,6 +9,7 @@ silent, the decisions the implementation documents (README):
 - non-game win kinds never open or close a round and need no roundId;
 - a game win on a round whose bets were all refunded is TRANSACTION_NOT_FOUND;
 - a refund naming the txnId of a win is TRANSACTION_NOT_FOUND and is not remembered;
+- requestIds are UUIDs: two spellings that differ only in case are one request;
 - a refund whose userCode differs from the bet's is PARAMETERS_INVALID;
 - withdraw-all of a zero balance is BALANCE_NOT_ENOUGH;
 - every balance stays within +-922,337,203,685,477 minor units; only house and
@@ -123,8 +124,9 @@ def amount_value(text: str) -> tuple[int, str] | None:
 
 
 def fingerprint(command: Command) -> tuple[Any, ...]:
-    """Equal for two payloads that are the same request: timestampMs is ignored and amounts
-    with a value compare by value; everything else compares as sent."""
+    """Equal for two payloads that are the same request: timestampMs is ignored, amounts
+    with a value compare by value, the requestId, mode, kind and currency in any case;
+    everything else compares as sent."""
     parts: list[Any] = [type(command).__name__]
     for item in dataclasses.fields(command):
         if item.name == "timestamp_ms":
@@ -133,6 +135,8 @@ def fingerprint(command: Command) -> tuple[Any, ...]:
         if item.name == "amount" and isinstance(value, str):
             valued = amount_value(value)
             value = ("value", valued) if valued is not None else ("text", value)
+        elif item.name in ("request_id", "mode", "kind", "currency") and isinstance(value, str):
+            value = value.lower()
         parts.append((item.name, value))
     return tuple(parts)
 
@@ -184,7 +188,7 @@ class ReferenceModel:
     # ------------------------------------------------------------ entry point
 
     def apply(self, command: Command) -> ModelResult:
-        seen = self.requests.get(command.request_id)
+        seen = self.requests.get(command.request_id.lower())  # a UUID: any case
         if seen is not None:
             if seen[0] != fingerprint(command):
                 return ModelResult(Code.IDEMPOTENCY_CONFLICT)  # not remembered
@@ -205,8 +209,8 @@ class ReferenceModel:
         except _Refused as refused:
             result = ModelResult(refused.code)
         except _SameAs as same:
-            result = dataclasses.replace(self.requests[same.request_id][1], duplicate=True)
-        self.requests[command.request_id] = (fingerprint(command), result)
+            result = dataclasses.replace(self.requests[same.request_id.lower()][1], duplicate=True)
+        self.requests[command.request_id.lower()] = (fingerprint(command), result)
         return result
 
     # ---------------------------------------------------------------- lookups
