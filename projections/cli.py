@@ -101,11 +101,15 @@ def project(
             position = projector.catch_up()
             typer.echo(f"views at sequence {position}")
             return
+        # SIGINT and SIGTERM ask the loop to stop between pages (it looks at least every
+        # LISTEN_WAIT_SECONDS), rather than raising KeyboardInterrupt wherever the
+        # projector happens to be: in the middle of a PostgreSQL exchange or a lock, that
+        # left a `ledger project` still running 10 s after its SIGINT (a CI run of
+        # tests/integration/test_projections.py).
         stop = threading.Event()
-        try:
-            projector.run_forever(stop)
-        except KeyboardInterrupt:
-            stop.set()
+        for number in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(number, lambda *_: stop.set())
+        projector.run_forever(stop)
     finally:
         ledger.close()
 
