@@ -24,6 +24,7 @@ import psycopg
 from aiokafka import AIOKafkaProducer
 
 from bench.kafka import Offsets, consume_range
+from consumers.app import send_in_record_batches
 
 __all__ = ["ConsumeRun", "CopyRun", "consume_only", "copy_events", "thin_pipeline"]
 
@@ -195,19 +196,5 @@ async def _thin_batch(
             for row in rows:
                 await copy.write_row(row)
     await conn.commit()
-    batches: dict[int, Any] = {}
-    sent = []
-    for source, key, value in results:
-        partition = partitions[source % len(partitions)]
-        batch = batches.get(partition)
-        if batch is not None and batch.append(key=key, value=value, timestamp=None) is not None:
-            continue
-        if batch is not None:  # full: it goes now
-            batch.close()
-            sent.append(await producer.send_batch(batch, topic, partition=partition))
-        batch = batches[partition] = producer.create_batch()
-        batch.append(key=key, value=value, timestamp=None)
-    for partition, batch in batches.items():
-        batch.close()
-        sent.append(await producer.send_batch(batch, topic, partition=partition))
-    await asyncio.gather(*sent)
+    placed = [(partitions[source % len(partitions)], key, value) for source, key, value in results]
+    await asyncio.gather(*await send_in_record_batches(producer, topic, placed))

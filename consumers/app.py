@@ -29,6 +29,7 @@ import asyncio
 import dataclasses
 import logging
 import time
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import eventsourcing.persistence
@@ -53,7 +54,7 @@ from ledger.gc_pause import collector_paused, freeze_survivors
 from ledger.results import Result
 from ledger.settings import Settings
 
-__all__ = ["BATCH_RECORDS_MAX", "DLQ_RECORD_BYTES_MAX", "build_app"]
+__all__ = ["BATCH_RECORDS_MAX", "DLQ_RECORD_BYTES_MAX", "build_app", "send_in_record_batches"]
 
 log = logging.getLogger("ledger.consumer")
 
@@ -387,17 +388,30 @@ async def _send_results(
     """
     # The same wait and the same partition list that `send` takes for each record.
     all_partitions = list(await producer.partitions_for(topic))
-    open_batches: dict[int, Any] = {}
-    sent: list[asyncio.Future[Any]] = []
     with collector_paused():
         encoded = [(result.request_id.encode(), _encoded(result)) for result in results]
-    for key, value in encoded:
-        _refuse_oversized(key, value)
-        partition = partition_of(key, all_partitions)
+
+    def placed() -> Iterator[tuple[int, bytes, bytes]]:
+        for key, value in encoded:
+            _refuse_oversized(key, value)
+            yield partition_of(key, all_partitions), key, value
+
+    return await send_in_record_batches(producer, topic, placed())
+
+
+async def send_in_record_batches(
+    producer: AIOKafkaProducer, topic: str, records: Iterable[tuple[int, bytes, bytes]]
+) -> list[asyncio.Future[Any]]:
+    """Queue (partition, key, value) records, in order, one record batch per partition
+    filled and handed over whole; a full batch goes at once and a new one is started, so
+    each partition keeps the records' order. Returns the futures of their delivery."""
+    open_batches: dict[int, Any] = {}
+    sent: list[asyncio.Future[Any]] = []
+    for partition, key, value in records:
         batch = open_batches.get(partition)
         if batch is not None and batch.append(key=key, value=value, timestamp=None) is not None:
             continue
-        if batch is not None:  # full: it goes now, the next one takes this result
+        if batch is not None:  # full: it goes now, the next one takes this record
             sent.append(await _hand_over(producer, batch, topic, partition))
         batch = open_batches[partition] = producer.create_batch()
         appended = batch.append(key=key, value=value, timestamp=None)

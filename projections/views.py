@@ -206,7 +206,7 @@ def ensure_views(
             log.warning("views are version %s, code is %s: rebuilding", row[1], SCHEMA_VERSION)
             _drop_views(conn, views_schema)
             row = None
-        for statement in _DDL if defer_indexes else (*_DDL, *_DEFERRED_DDL):
+        for statement in _table_ddl(defer_indexes):
             conn.execute(_q(statement, views_schema))
         if row is None:
             conn.execute(
@@ -219,6 +219,11 @@ def ensure_views(
                 ),
                 (PROJECTION_NAME, source, SCHEMA_VERSION),
             )
+
+
+def _table_ddl(defer_indexes: bool) -> tuple[str, ...]:
+    """The statements that create the views' tables, with or without _DEFERRED_DDL."""
+    return _DDL if defer_indexes else (*_DDL, *_DEFERRED_DDL)
 
 
 def add_deferred_indexes(conn: psycopg.Connection[Any], views_schema: str) -> None:
@@ -487,7 +492,7 @@ class Projector:
             with conn.transaction():
                 self._lock_position(conn)
                 _drop_views(conn, self.views_schema)
-                for statement in _DDL if self.defer_indexes else (*_DDL, *_DEFERRED_DDL):
+                for statement in _table_ddl(self.defer_indexes):
                     conn.execute(_q(statement, self.views_schema))
                 conn.execute(
                     _q(
