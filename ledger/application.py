@@ -27,7 +27,7 @@ from uuid import UUID, uuid4
 import psycopg
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError, Transcoder
+from eventsourcing.persistence import IntegrityError, StoredEvent, Transcoder
 from eventsourcing.utils import Environment
 
 from ledger.book import AgentBook
@@ -52,7 +52,7 @@ from ledger.gc_pause import collector_paused
 from ledger.handlers import AGENT_CODE, HANDLERS
 from ledger.results import Result
 from ledger.seen import RequestFilter
-from ledger.store import OrjsonTranscoder, queries_for
+from ledger.store import OrjsonTranscoder, queries_for, stored_event
 
 __all__ = ["Ledger", "RequestRecord"]
 
@@ -186,6 +186,9 @@ class Ledger(Application[UUID]):
     def __init__(self, env: dict[str, str] | None = None) -> None:
         with _store_setup_lock(self.construct_env(self.name, env)):
             super().__init__(env)
+        if self.mapper.compressor is not None or self.mapper.cipher is not None:
+            # The write path encodes its events itself (ledger/store.py::stored_event).
+            raise ValueError("the ledger's store takes neither a compressor nor a cipher")
         self._aggregates: _LRU = _LRU(BOOKS_CACHED_MAX)
         self._requests: _LRU = _LRU(REQUESTS_CACHED_MAX)
         self._met = RequestFilter()  # every request stream id recorded or read here
@@ -371,27 +374,25 @@ class Ledger(Application[UUID]):
     ) -> list[Result]:
         """Write the batch's events and request records in one transaction, then
         fill in the sequences and remember what was written."""
-        request_events = []
+        stored = [stored_event(event) for event in batch.events]
+        hashes = [event.hash for event in batch.events]
         for request_id, record in records.items():
             primary = primaries.get(record.result.event_id or "")
             book_ref = (
                 None if primary is None else [primary.originator_id.hex, primary.originator_version]
             )
-            request_events.append(
-                RequestHandled.record(
-                    request_id, record.fingerprint, record.result.outcome(), book_ref
-                )
+            request, request_hash = RequestHandled.stored(
+                request_id, record.fingerprint, record.result.outcome(), book_ref
             )
-        written = [*batch.events, *request_events]
-        recordings = []
-        if written:  # a batch of repeats only writes nothing, not even a seal
-            seal = BatchSealed.record(
-                self.writer_id, self.seal_version + 1, self.seal_hash, [e.hash for e in written]
-            )
-            recordings = self.events.put([*written, seal])
+            stored.append(request)
+            hashes.append(request_hash)
+        notification_ids: Sequence[int] = []
+        if stored:  # a batch of repeats only writes nothing, not even a seal
+            seal = BatchSealed.record(self.writer_id, self.seal_version + 1, self.seal_hash, hashes)
+            notification_ids = self._insert([*stored, stored_event(seal)])
             self.seal_version, self.seal_hash = seal.originator_version, seal.hash
-        sequence_of = {id(r.domain_event): r.notification.id for r in recordings}
-        sequences = {eid: sequence_of[id(event)] for eid, event in primaries.items()}
+        position = {id(event): n for n, event in enumerate(batch.events)}
+        sequences = {eid: notification_ids[position[id(e)]] for eid, e in primaries.items()}
         for index, result in enumerate(results):
             if result.sequence is None and result.event_id in sequences:
                 if request_key(result.request_id) in records:  # new, owned by this batch
@@ -402,9 +403,19 @@ class Ledger(Application[UUID]):
             self._aggregates.put(aggregate.id, aggregate)
         for request_id, record in records.items():
             self._requests.put(request_id, record)
-        for event in request_events:
-            self._met.add(event.originator_id)
+            self._met.add(RequestHandled.stream_id(request_id))
         return results
+
+    def _insert(self, stored: list[StoredEvent]) -> Sequence[int]:
+        """Record a transaction's events; their notification ids (global sequence), in order.
+
+        The recorder's own `insert_events` (its retries, its errors, its transaction),
+        without the `Recording` and `Notification` objects `EventStore.put` makes of every
+        event, which the ledger does not read.
+        """
+        notification_ids = self.recorder.insert_events(stored)
+        assert notification_ids is not None and len(notification_ids) == len(stored)
+        return notification_ids
 
     # --------------------------------------------------------------- helpers
 

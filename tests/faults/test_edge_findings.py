@@ -155,16 +155,16 @@ def test_a_commit_whose_acknowledgement_was_lost_does_not_wedge_later_batches(
     ledger = Ledger(store_env(dedicated.database_url, fault_schema, pool_size=1))
     try:
         assert all(r.code == 0 for r in ledger.handle_batch(list(HOSTILE_WORLD[:2])))
-        real_put = ledger.events.put
+        real_insert = ledger.recorder.insert_events
         lost = {"once": True}
 
-        def put_then_lose_the_acknowledgement(events: Any, **kw: Any) -> Any:
-            recordings = real_put(events, **kw)  # the server committed ...
+        def insert_then_lose_the_acknowledgement(events: Any, **kw: Any) -> Any:
+            notification_ids = real_insert(events, **kw)  # the server committed ...
             if lost.pop("once", False):  # ... and the connection dropped before the reply
                 raise OperationalError("server closed the connection unexpectedly")
-            return recordings
+            return notification_ids
 
-        ledger.events.put = put_then_lose_the_acknowledgement  # type: ignore[method-assign]
+        ledger.recorder.insert_events = insert_then_lose_the_acknowledgement  # type: ignore[method-assign]
         issue = c.IssuePoints(request_id=str(uuid.uuid4()), agent_code="HB", amount="1")
         with pytest.raises(OperationalError):
             ledger.handle_batch([issue])

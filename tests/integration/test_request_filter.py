@@ -134,13 +134,13 @@ def test_after_a_failed_write_the_next_batch_looks_every_request_id_up(
     _, user = _deposit_recorded_by_another_instance(pg_ledger_env)
     ledger = _trusting_the_filter(pg_ledger_env, user)
     asked = _lookups(ledger)
-    put = ledger.events.put
+    insert = ledger.recorder.insert_events
 
     def lost(*args: object, **kwargs: object) -> object:
-        ledger.events.put = put  # type: ignore[method-assign]
+        ledger.recorder.insert_events = insert  # type: ignore[method-assign]
         raise psycopg.OperationalError("the connection was lost at commit")
 
-    ledger.events.put = lost  # type: ignore[method-assign]
+    ledger.recorder.insert_events = lost  # type: ignore[method-assign]
     with pytest.raises(psycopg.OperationalError):
         ledger.handle_batch([_deposit(user), _deposit(user)])
     assert asked == []
