@@ -51,6 +51,7 @@ __all__ = [
     "agent_account",
     "event_id",
     "house_account",
+    "name_uuid",
     "player_account",
     "request_key",
 ]
@@ -90,6 +91,18 @@ def event_id(originator_id: UUID, originator_version: int) -> str:
     digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
     h = digest.hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+_VERSION_5 = ~(0xF000 << 64) & ~(0xC000 << 48), (0x5000 << 64) | (0x8000 << 48)
+
+
+def name_uuid(name: str) -> UUID:
+    """`uuid5(NAMESPACE, name)` for 1.4 µs instead of 2.5 (tests/unit/test_event_id.py): the
+    standard library's UUID(bytes=..., version=5) checks and shifts in Python what is here
+    one mask on the integer. Every new requestId names its record's stream this way."""
+    digest = sha1(_NAMESPACE_BYTES + name.encode()).digest()
+    keep, version_and_variant = _VERSION_5
+    return UUID(int=int.from_bytes(digest[:16], "big") & keep | version_and_variant)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -152,7 +165,7 @@ class RequestHandled(DomainEvent):
     @staticmethod
     @functools.lru_cache(maxsize=4 * BATCH_COMMANDS_MAX)  # a batch asks twice per request
     def stream_id(request_id: str) -> UUID:
-        return uuid5(NAMESPACE, f"request:{request_id}")
+        return name_uuid(f"request:{request_id}")
 
     @classmethod
     def stored(
