@@ -129,9 +129,12 @@ class PostgresQueries:
         )
 
     def _rows(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
-        with self.datastore.transaction(commit=False) as curs:
-            curs.execute(sql, params, prepare=True)
-            return list(curs.fetchall())
+        # One statement on the pool's autocommit connection: its own snapshot and one
+        # round trip. Inside `datastore.transaction` it also paid a BEGIN and a ROLLBACK:
+        # 0.52 against 0.12 ms for a SELECT 1, and every batch asks at least once.
+        with self.datastore.get_connection() as conn:
+            rows: list[Any] = conn.execute(sql, params, prepare=True).fetchall()
+            return rows
 
     @staticmethod
     def _stored(row: Any) -> StoredEvent:
