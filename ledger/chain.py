@@ -19,6 +19,8 @@ extra event per batch (measured in the README).
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import inspect
 from collections.abc import Iterable
@@ -88,6 +90,18 @@ def seal_digest(hashes: Iterable[str]) -> str:
     return digest.hexdigest()
 
 
+_COMMON_FIELDS = ("originator_id", "originator_version", "timestamp", "hash")
+
+
+@functools.cache
+def _own_fields(event_class: type) -> tuple[tuple[str, ...], frozenset[str]]:
+    """The fields of a chained event after the four every event has, in declaration
+    order and as a set."""
+    names = [field.name for field in dataclasses.fields(event_class)]
+    assert tuple(names[:4]) == _COMMON_FIELDS, names
+    return tuple(names[4:]), frozenset(names[4:])
+
+
 class ChainedAggregate(Aggregate):
     """An aggregate whose events carry `hash`, chained along its stream."""
 
@@ -110,11 +124,31 @@ class ChainedAggregate(Aggregate):
             return created
 
     def trigger_event(self, event_class: Any, **kwargs: Any) -> None:
+        """Trigger the next event of this aggregate, its hash chained to the head.
+
+        When the arguments name exactly the event's own fields, the event is built the
+        way eventsourcing's mapper builds the events it reads (its `__dict__` set at once,
+        in field order), not through the frozen dataclass's `__init__`, which sets each
+        field with `object.__setattr__`: every command triggers at least one. Otherwise
+        (a field left to its default, a wrong name) the library's own path runs.
+        """
         timestamp = kwargs.pop("timestamp", None) or event_class.create_timestamp()
+        version = self.version + 1
         hash_ = event_hash(
-            self.head_hash, get_topic(event_class), self.id, self.version + 1, timestamp, kwargs
+            self.head_hash, get_topic(event_class), self.id, version, timestamp, kwargs
         )
-        super().trigger_event(event_class, timestamp=timestamp, hash=hash_, **kwargs)
+        names, name_set = _own_fields(event_class)
+        if len(kwargs) != len(names) or not name_set.issuperset(kwargs):
+            super().trigger_event(event_class, timestamp=timestamp, hash=hash_, **kwargs)
+            return
+        state = {"originator_id": self.id, "originator_version": version}
+        state["timestamp"], state["hash"] = timestamp, hash_
+        for name in names:
+            state[name] = kwargs[name]
+        event = object.__new__(event_class)
+        object.__setattr__(event, "__dict__", state)
+        event.mutate(self)
+        self.pending_events.append(event)
 
     @classmethod
     def _create(cls, event_class: Any, *, id: Any = None, **kwargs: Any) -> Self:

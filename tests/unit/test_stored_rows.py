@@ -18,6 +18,8 @@ from bench.simulate import build_world, play
 from ledger import application
 from ledger.application import Ledger
 from ledger.audit import verify
+from ledger.book import AgentBook
+from ledger.commands import CreateAgent
 from ledger.domain import RequestHandled
 from ledger.store import stored_event
 from tests.unit.test_simulate import planned_codes
@@ -117,3 +119,25 @@ def test_a_request_record_decodes_to_the_event_with_its_fields_and_hash() -> Non
 def test_a_store_with_a_compressor_is_refused_rather_than_written_unreadable() -> None:
     with pytest.raises(ValueError, match="neither a compressor nor a cipher"):
         Ledger({"COMPRESSOR_TOPIC": "eventsourcing.compressor:ZlibCompressor"})
+
+
+def test_every_event_triggered_is_the_event_its_class_builds_from_the_same_values(
+    written: tuple[Ledger, list[Any], list[Any]],
+) -> None:
+    _, _, encoded = written
+    for event in encoded:
+        built = type(event)(**vars(event))
+        assert list(vars(event).items()) == list(vars(built).items())
+
+
+def test_an_event_missing_a_field_is_refused_by_the_library_and_changes_nothing() -> None:
+    ledger = Ledger()
+    assert ledger.handle(
+        CreateAgent(request_id="r-1", agent_code="AG", currency="USD", mode="transfer")
+    ).ok
+    book = ledger.book("AG")
+    assert book is not None
+    version, head = book.version, book.head_hash
+    with pytest.raises(TypeError, match="Can't construct event"):
+        book.trigger_event(AgentBook.BetPlaced, request_id="r-2", user_code=1001)
+    assert (book.version, book.head_hash, book.pending_events) == (version, head, [])
