@@ -93,7 +93,8 @@ def event_id(originator_id: UUID, originator_version: int) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-_VERSION_5 = ~(0xF000 << 64) & ~(0xC000 << 48), (0x5000 << 64) | (0x8000 << 48)
+_UUID5_KEPT = ~(0xF000 << 64) & ~(0xC000 << 48)  # all but the version and variant bits
+_UUID5_SET = (0x5000 << 64) | (0x8000 << 48)  # version 5, RFC 4122 variant
 
 
 def name_uuid(name: str) -> UUID:
@@ -101,8 +102,7 @@ def name_uuid(name: str) -> UUID:
     standard library's UUID(bytes=..., version=5) checks and shifts in Python what is here
     one mask on the integer. Every new requestId names its record's stream this way."""
     digest = sha1(_NAMESPACE_BYTES + name.encode()).digest()
-    keep, version_and_variant = _VERSION_5
-    return UUID(int=int.from_bytes(digest[:16], "big") & keep | version_and_variant)
+    return UUID(int=int.from_bytes(digest[:16], "big") & _UUID5_KEPT | _UUID5_SET)
 
 
 @functools.lru_cache(maxsize=4096)
