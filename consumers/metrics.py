@@ -213,8 +213,9 @@ class Metrics:
 def next_offsets(records: Iterable[Any]) -> dict[TopicPartition, int]:
     """Per partition of the records, the offset after its last one: what a commit of
     them names, and what the lag is counted from."""
-    offsets: dict[TopicPartition, int] = {}
+    last: dict[tuple[str, int], int] = {}  # a TopicPartition per partition, not per record
     for record in records:
-        partition = TopicPartition(record.topic, record.partition)
-        offsets[partition] = max(offsets.get(partition, 0), record.offset + 1)
-    return offsets
+        key = (record.topic, record.partition)
+        if record.offset >= last.get(key, -1):
+            last[key] = record.offset
+    return {TopicPartition(topic, partition): o + 1 for (topic, partition), o in last.items()}

@@ -7,8 +7,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka.structs import TopicPartition
+from hypothesis import given
+from hypothesis import strategies as st
 
 from consumers.app import _OffsetCommits
+from consumers.metrics import next_offsets
 
 
 @dataclass
@@ -65,3 +68,24 @@ def test_a_failed_commit_is_logged_and_the_next_one_still_lands() -> None:
     consumer = asyncio.run(run())
     assert consumer.calls == 2
     assert consumer.committed == [{TopicPartition("c", 0): 2, TopicPartition("c", 1): 2}]
+
+
+@given(
+    st.lists(
+        st.builds(
+            Record,
+            st.sampled_from(["a", "b"]),
+            st.integers(min_value=0, max_value=3),
+            st.integers(min_value=0, max_value=10**12),
+        ),
+        max_size=40,
+    )
+)
+def test_next_offsets_is_one_past_the_highest_offset_of_each_partition(
+    records: list[Record],
+) -> None:
+    expected: dict[TopicPartition, int] = {}
+    for record in records:
+        partition = TopicPartition(record.topic, record.partition)
+        expected[partition] = max(expected.get(partition, 0), record.offset + 1)
+    assert next_offsets(records) == expected
