@@ -111,7 +111,7 @@ def decode(
     raw_type = payload.get("type")
     agent_code = payload.get("agentCode")
 
-    def invalid(code: Code, message: str) -> core.InvalidCommand:
+    def invalid(code: Code, message: str, *, remembered: bool = True) -> core.InvalidCommand:
         return core.InvalidCommand(
             request_id=request_id,
             agent_code=_echo(agent_code),
@@ -119,12 +119,15 @@ def decode(
             code=code,
             message=message,
             payload_digest=_payload_digest(payload, value or b""),
+            remembered=remembered,
         )
 
     header = _header(headers, REQUEST_ID_HEADER)
     if header is not None and header != request_id:
         return invalid(
-            Code.PARAMETERS_INVALID, f"header {REQUEST_ID_HEADER} differs from requestId"
+            Code.PARAMETERS_INVALID,
+            f"header {REQUEST_ID_HEADER} differs from requestId",
+            remembered=False,
         )
     if len(value or b"") > MESSAGE_BYTES_MAX:
         return invalid(Code.PARAMETERS_INVALID, f"the message is over {MESSAGE_BYTES_MAX} bytes")

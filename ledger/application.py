@@ -312,6 +312,10 @@ class Ledger(Application[UUID]):
         records: dict[str, RequestRecord] = {}
         primaries: dict[str, Any] = {}  # event id -> primary event of this batch
         for command, key in zip(commands, keys, strict=True):
+            if type(command) is InvalidCommand and not command.remembered:
+                code = Code(command.code)
+                results.append(_refused(command, code, command.message, processed_at_ms=now_ms))
+                continue
             seen = records.get(key) or known.get(key)
             if seen is not None:
                 results.append(self._repeat(command, seen, now_ms))

@@ -186,6 +186,11 @@ class InvalidCommand(Command):
     a later different payload under the same requestId is an idempotency conflict.
     `payload_digest` is the SHA-256 of the message's canonical form (see
     `consumers/decode.py::_payload_digest`).
+
+    A message that does not say which request it is (its `X-MGP-REQ-ID` header names
+    another requestId than its body) is not `remembered`: it is answered `code` every
+    time, whatever the request log holds under either id, and it records nothing, so
+    it neither answers for the request it names nor blocks its corrected retry.
     """
 
     type_name: ClassVar[str] = ""
@@ -193,6 +198,7 @@ class InvalidCommand(Command):
     code: int
     message: str
     payload_digest: str
+    remembered: bool = True
 
     def fingerprint(self) -> str:
         return self.payload_digest

@@ -13,7 +13,8 @@ Every generated `Hostile` carries its expectation, decided by construction:
 
 `Oracle` keeps the reference model (`tests/unit/reference_model.py`) in step with the
 messages: it answers `core` messages with the model and `edge` ones as the contract says
-(a refusal is remembered, so its requestId reused with another payload is 3001).
+(a refusal is remembered, so its requestId reused with another payload is 3001; a
+header/body requestId mismatch is answered 1012 every time and remembered under neither).
 
 The messages name the agents of `HOSTILE_WORLD` (and codes that do not exist), never
 those of another workload, so a test can run a valid workload beside them.
@@ -693,6 +694,8 @@ class Oracle:
         if hostile.expect == "core":
             return self.model.apply(command)
         assert hostile.request_id is not None
+        if hostile.kind == "edge:header mismatch":  # not told which request: not remembered
+            return ModelResult(hostile.code)
         fingerprint = ("invalid", _refused_payload(hostile.value or b""))
         seen = self.model.requests.get(hostile.request_id.lower())
         if seen is None:

@@ -107,3 +107,73 @@ def test_the_request_id_header_must_equal_it_exactly_case_included() -> None:
     other = str(uuid.uuid4())
     value = orjson.dumps({**deposit, "requestId": other})
     assert _send(ledger, value, header=other)["code"] == 0
+
+
+def test_a_header_naming_another_request_is_refused_every_time_and_remembered_nowhere() -> None:
+    """CONTRACT.md section 3: a header that differs from the body's requestId is 1012. The
+    message does not say which request it is, so it answers for neither id: not with the
+    accepted request's original result, not with 3001, and its corrected retry is applied."""
+    ledger = Ledger()
+    user = _world(ledger)
+    accepted_id = str(uuid.uuid4())
+    bet = {"type": "bet", "agentCode": "CA", "userCode": user, "roundId": "r1", "amount": "5"}
+    accepted = orjson.dumps({"requestId": accepted_id, "txnId": "t1", **bet})
+    assert _send(ledger, accepted, accepted_id)["code"] == 0
+    written = ledger.recorder.max_notification_id()
+
+    fresh_id = str(uuid.uuid4())
+    fresh = orjson.dumps({"requestId": fresh_id, "txnId": "t2", **bet})
+    for value, header in (
+        (accepted, str(uuid.uuid4())),  # an accepted request's body under another id
+        (accepted, accepted_id.upper()),  # the header must match exactly, case included
+        (fresh, accepted_id),  # a new body under an accepted request's id
+        (fresh, ""),
+        (fresh, fresh_id + " "),
+        (fresh, fresh_id + " "),  # the same refusal again: still not a repeat
+    ):
+        refused = _send(ledger, value, header)
+        assert (refused["code"], refused["status"], refused["duplicate"]) == (
+            Code.PARAMETERS_INVALID,
+            "PARAMETERS_INVALID",
+            False,
+        ), (value, header)
+        assert "balance" not in refused and "eventId" not in refused
+    assert ledger.recorder.max_notification_id() == written  # nothing stored, not even a seal
+    assert ledger.request(fresh_id) is None
+
+    corrected = _send(ledger, fresh, fresh_id)
+    assert (corrected["code"], corrected["duplicate"], corrected["balance"]) == (0, False, "90.00")
+    repeat = _send(ledger, accepted, accepted_id)
+    assert (repeat["code"], repeat["duplicate"], repeat["balance"]) == (0, True, "95.00")
+
+
+def test_a_header_mismatch_in_a_batch_leaves_the_commands_around_it_alone() -> None:
+    ledger = Ledger()
+    user = _world(ledger)
+    request_id = str(uuid.uuid4())
+    value = orjson.dumps(
+        {
+            "requestId": request_id,
+            "type": "bet",
+            "agentCode": "CA",
+            "userCode": user,
+            "txnId": "t1",
+            "roundId": "r1",
+            "amount": "5",
+        }
+    )
+    batch = [
+        decode(value, [(REQUEST_ID_HEADER, b"other")]),
+        decode(value, [(REQUEST_ID_HEADER, request_id.encode())]),
+        decode(value, [(REQUEST_ID_HEADER, b"other")]),
+        decode(value, []),
+    ]
+    assert all(isinstance(command, Command) for command in batch)
+    results = ledger.handle_batch([c for c in batch if isinstance(c, Command)])
+    assert [(r.code, r.duplicate) for r in results] == [
+        (Code.PARAMETERS_INVALID, False),
+        (Code.OK, False),
+        (Code.PARAMETERS_INVALID, False),
+        (Code.OK, True),
+    ]
+    assert results[1].balance_minor == results[3].balance_minor == 95_00
