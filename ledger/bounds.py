@@ -8,6 +8,7 @@ __all__ = [
     "BATCH_COMMANDS_MAX",
     "BATCH_SAVE_ATTEMPTS_MAX",
     "BOOKS_CACHED_MAX",
+    "ID_CHARS_MAX",
     "NAME_CHARS_MAX",
     "REQUESTS_CACHED_MAX",
     "REQUEST_FILTER_BITS",
@@ -24,6 +25,10 @@ AMOUNT_TEXT_CHARS_MAX = 40
 
 # Free-text names (agent display names) are cut off here.
 NAME_CHARS_MAX = 200
+
+# A txnId, roundId or gameCode has 1 to this many characters: a book keeps every txnId
+# and roundId forever, and an empty one would name every sender's missing id at once.
+ID_CHARS_MAX = 128
 
 # One batch entry-point call: commands in, results out, one store transaction.
 BATCH_COMMANDS_MAX = 5_000

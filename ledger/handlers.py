@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from ledger.book import AgentBook
-from ledger.bounds import NAME_CHARS_MAX
+from ledger.bounds import ID_CHARS_MAX, NAME_CHARS_MAX
 from ledger.commands import (
     Bet,
     Command,
@@ -101,6 +101,13 @@ def _amount(book: AgentBook, text: str, *, zero_allowed: bool) -> int:
     if amount_minor == 0 and not zero_allowed:
         raise ParametersInvalid("the amount must be greater than zero")
     return amount_minor
+
+
+def _require_ids(**ids: str | None) -> None:
+    """txnId, roundId and gameCode, when given, have 1 to ID_CHARS_MAX characters."""
+    for name, text in ids.items():
+        if text is not None and not 1 <= len(text) <= ID_CHARS_MAX:
+            raise ParametersInvalid(f"{name} must have 1 to {ID_CHARS_MAX} characters")
 
 
 def create_agent(uow: UnitOfWork, cmd: CreateAgent) -> Result:
@@ -192,6 +199,7 @@ def withdraw(uow: UnitOfWork, cmd: Withdraw) -> Result:
 
 
 def bet(uow: UnitOfWork, cmd: Bet) -> Result:
+    _require_ids(txnId=cmd.txn_id, roundId=cmd.round_id, gameCode=cmd.game_code)
     book = _player_book(uow, cmd)
     amount_minor = _amount(book, cmd.amount, zero_allowed=True)
     book.bet(cmd.request_id, cmd.user_code, cmd.txn_id, cmd.round_id, amount_minor, cmd.game_code)
@@ -204,6 +212,7 @@ def win(uow: UnitOfWork, cmd: Win) -> Result:
         raise ValidationError(f"kind must be one of {', '.join(WIN_KINDS)}")
     if kind == "game" and cmd.round_id is None:
         raise ValidationError("roundId is required for a game win")
+    _require_ids(txnId=cmd.txn_id, roundId=cmd.round_id)
     book = _player_book(uow, cmd)
     amount_minor = _amount(book, cmd.amount, zero_allowed=True)
     book.win(
@@ -213,6 +222,7 @@ def win(uow: UnitOfWork, cmd: Win) -> Result:
 
 
 def refund(uow: UnitOfWork, cmd: Refund) -> Result:
+    _require_ids(txnId=cmd.txn_id)
     book = _player_book(uow, cmd)
     amount_minor = None if cmd.amount is None else _amount(book, cmd.amount, zero_allowed=True)
     if book.refund(cmd.request_id, cmd.user_code, cmd.txn_id, amount_minor):

@@ -1090,6 +1090,35 @@ def test_a_game_win_without_round_id_is_validation_error(desk: Desk, ledger: Led
     assert balances(ledger) == before
 
 
+def test_an_empty_or_over_long_txn_id_round_id_or_game_code_is_parameters_invalid(
+    desk: Desk, ledger: Ledger
+) -> None:
+    """README decision: 1 to 128 characters. Nothing changes, and a refused refund
+    leaves no remembered txnId behind."""
+    user = casino(desk)
+    longest, too_long = "t" * 128, "t" * 129
+    before = balances(ledger)
+    for result in (
+        desk.bet("CA", user, "", "r1", "1"),
+        desk.bet("CA", user, too_long, "r1", "1"),
+        desk.bet("CA", user, "t1", "", "1"),
+        desk.bet("CA", user, "t1", too_long, "1"),
+        desk.bet("CA", user, "t1", "r1", "1", game_code=""),
+        desk.bet("CA", user, "t1", "r1", "1", game_code=too_long),
+        desk.win("CA", user, "", "r1", "1"),
+        desk.win("CA", user, "w1", "", "1"),
+        desk.win("CA", user, too_long, None, "1", kind="bonus"),
+        desk.refund("CA", user, ""),
+        desk.refund("CA", user, too_long),
+    ):
+        refused(result, Code.PARAMETERS_INVALID)
+    assert balances(ledger) == before
+    accepted(desk.bet("CA", user, longest, longest, "1", game_code=longest))
+    accepted(desk.win("CA", user, "w" * 128, longest, "2"))
+    accepted(desk.bet("CA", user, "t" * 127 + "x", "r1", "1"))
+    accepted(desk.refund("CA", user, "t" * 127 + "x"))
+
+
 def test_an_unknown_win_kind_is_validation_error(desk: Desk, ledger: Ledger) -> None:
     user = casino(desk)
     before = balances(ledger)

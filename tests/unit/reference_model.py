@@ -19,6 +19,8 @@ silent, the decisions the implementation documents (README):
 - a bet repeating the content of a bet that was refunded since is
   TRANSACTION_ROLLED_BACK (other content: DUPLICATE_TRANSACTION);
 - amount text longer than 40 characters is PARAMETERS_INVALID;
+- a txnId, roundId or gameCode that is empty or longer than 128 characters is
+  PARAMETERS_INVALID, checked before anything but a win's kind and roundId presence;
 - checks run in this order: agent exists -> (deposit/withdraw: mode) -> user belongs
   to the agent -> amount parses -> transaction rules -> balances, debit before credit.
 
@@ -139,6 +141,12 @@ def fingerprint(command: Command) -> tuple[Any, ...]:
             value = value.lower()
         parts.append((item.name, value))
     return tuple(parts)
+
+
+def _check_ids(*ids: str | None) -> None:
+    """txnId, roundId, gameCode: 1 to 128 characters when present (README decision)."""
+    if any(text is not None and not 0 < len(text) <= 128 for text in ids):
+        raise _Refused(Code.PARAMETERS_INVALID)
 
 
 def parse_amount(text: str, currency: str, *, zero_allowed: bool) -> int:
@@ -375,6 +383,7 @@ class ReferenceModel:
         raise _SameAs(txn.request_id)
 
     def bet(self, cmd: Bet) -> ModelResult:
+        _check_ids(cmd.txn_id, cmd.round_id, cmd.game_code)
         agent = self._agent(cmd.agent_code)
         self._check_player(agent, cmd.user_code)
         amount_minor = parse_amount(cmd.amount, agent.currency, zero_allowed=True)
@@ -397,6 +406,7 @@ class ReferenceModel:
         kind = cmd.kind.lower()
         if kind not in WIN_KINDS or (kind == "game" and cmd.round_id is None):
             raise _Refused(Code.VALIDATION_ERROR)
+        _check_ids(cmd.txn_id, cmd.round_id)
         agent = self._agent(cmd.agent_code)
         self._check_player(agent, cmd.user_code)
         amount_minor = parse_amount(cmd.amount, agent.currency, zero_allowed=True)
@@ -423,6 +433,7 @@ class ReferenceModel:
         return self._answer(agent, cmd.user_code)
 
     def refund(self, cmd: Refund) -> ModelResult:
+        _check_ids(cmd.txn_id)
         agent = self._agent(cmd.agent_code)
         self._check_player(agent, cmd.user_code)
         amount_minor = None
