@@ -115,7 +115,18 @@ def build_app(
     settings: Settings, ledger: Ledger, registry: CollectorRegistry | None = None
 ) -> FastStream:
     """The consumer application; its metrics go to `registry` (a new one by default)."""
-    broker = KafkaBroker(settings.kafka_bootstrap_servers, client_id="ledger")
+    # apply_types=False: no FastDepends around the handler. It resolved the handler's
+    # `KafkaMessage` parameter from FastStream's context with a synchronous call, which
+    # FastDepends runs in a worker thread: a thread hop, a task group and a pydantic
+    # model per batch, 1.6-2.0 ms between the parsed batch and the handler (measured at
+    # 1,000 and 5,000 commands/s). The decoder hands the handler the message itself.
+    # FastStream's "Received"/"Processed" lines, one pair per batch, go to DEBUG.
+    broker = KafkaBroker(
+        settings.kafka_bootstrap_servers,
+        client_id="ledger",
+        apply_types=False,
+        log_level=logging.DEBUG,
+    )
     app = FastStream(broker)
     producer: dict[str, AIOKafkaProducer] = {}
     metrics = Metrics(
@@ -181,9 +192,9 @@ def build_app(
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.MANUAL,
         parser=_parse_without_headers,
-        decoder=_no_body,
+        decoder=_the_message,
     )
-    async def on_commands(body: Any, msg: KafkaMessage) -> None:
+    async def on_commands(msg: KafkaMessage) -> None:
         nonlocal failures, isolating
         started = time.monotonic()
         records = msg.raw_message if isinstance(msg.raw_message, tuple) else (msg.raw_message,)
@@ -331,11 +342,11 @@ def _without_headers(record: Any) -> Any:
     )
 
 
-async def _no_body(message: Any) -> None:
-    """The handler decodes the raw records itself (consumers/decode.py). FastStream's
-    decoder would JSON-parse every body first, or follow a sender's content-type header
-    into a failure that, again, drops the batch."""
-    return None
+async def _the_message(message: Any) -> Any:
+    """The handler is given the message and decodes the raw records itself
+    (consumers/decode.py). FastStream's decoder would JSON-parse every body first, or
+    follow a sender's content-type header into a failure that, again, drops the batch."""
+    return message
 
 
 async def _process(
