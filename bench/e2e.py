@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import time
 from collections.abc import Callable, Iterator
@@ -36,6 +37,7 @@ from bench.service import Service
 from bench.simulate import Player, World, play
 from bench.stats import child_pids, cpu_seconds, percentile
 from ledger.commands import Command
+from ledger.gc_pause import collector_paused
 
 __all__ = [
     "Latency",
@@ -182,15 +184,25 @@ async def latency_at(
     sender: Sender,
     reader: ResultReader,
 ) -> Latency:
-    """Offer `offered_per_s` commands/s for `seconds`, then wait for every answer."""
+    """Offer `offered_per_s` commands/s for `seconds`, then wait for every answer.
+
+    The benchmark's own garbage collector is paused while it sends and reads: the
+    sender and the reader share its event loop, and its full collections (65-117 ms
+    each, walking the preloaded commands) stalled both, so the commands in flight then
+    were timed late by as much (2026-12-05: three such pauses in one run of the 1,000/s
+    and 5,000/s phases). The phase is bounded (`seconds` at `offered_per_s`), and its
+    objects are freed by reference counting as before.
+    """
     reader.reset()
     commands = list(itertools.islice(more, int(offered_per_s * seconds)))
     sent_ms: dict[str, float] = {}
-    started = time.perf_counter()
-    await sender.send_all(commands, Pacer(offered_per_s), sent_ms)
-    send_seconds = time.perf_counter() - started
-    await sender.flush()
-    missing = await reader.wait_for(sent_ms, RESULTS_WAIT_SECONDS_MAX)
+    gc.collect()
+    with collector_paused():
+        started = time.perf_counter()
+        await sender.send_all(commands, Pacer(offered_per_s), sent_ms)
+        send_seconds = time.perf_counter() - started
+        await sender.flush()
+        missing = await reader.wait_for(sent_ms, RESULTS_WAIT_SECONDS_MAX)
     answered = [(reader.arrivals[r], at) for r, at in sent_ms.items() if r in reader.arrivals]
     latencies = [a.received_ms - at for a, at in answered]
     queueing = [a.processed_at_ms - at for a, at in answered]
