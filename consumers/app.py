@@ -41,7 +41,6 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import KafkaMessage
 from prometheus_client import CollectorRegistry
 
 from consumers.decode import MESSAGE_BYTES_MAX, DeadLetter, decode, encode_result
@@ -119,7 +118,7 @@ def build_app(
     # `KafkaMessage` parameter from FastStream's context with a synchronous call, which
     # FastDepends runs in a worker thread: a thread hop, a task group and a pydantic
     # model per batch, 1.6-2.0 ms between the parsed batch and the handler (measured at
-    # 1,000 and 5,000 commands/s). The decoder hands the handler the message itself.
+    # 1,000 and 5,000 commands/s). The decoder hands the handler a `_Delivery`.
     # FastStream's "Received"/"Processed" lines, one pair per batch, go to DEBUG.
     broker = KafkaBroker(
         settings.kafka_bootstrap_servers,
@@ -192,13 +191,13 @@ def build_app(
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.MANUAL,
         parser=_parse_without_headers,
-        decoder=_the_message,
+        decoder=_delivery,
     )
-    async def on_commands(msg: KafkaMessage) -> None:
+    async def on_commands(delivery: _Delivery) -> None:
         nonlocal failures, isolating
         started = time.monotonic()
-        records = msg.raw_message if isinstance(msg.raw_message, tuple) else (msg.raw_message,)
-        records = msg.raw_message = await _topped_up(msg.consumer, records)
+        consumer = delivery.consumer
+        records = await _topped_up(consumer, delivery.records)
         metrics.consumed.inc(len(records))
         try:
             results, dead_letter_reasons = await _process(
@@ -212,14 +211,14 @@ def build_app(
             backoff = min(RETRY_BACKOFF_SECONDS_MAX, 0.1 * 2**failures)
             log.exception("batch failed; rewinding and retrying in %.1fs", backoff)
             metrics.rewound.inc()
-            await msg.nack()
+            _rewind(consumer, records)
             await asyncio.sleep(backoff)
             return
         seconds = time.monotonic() - started
         failures, isolating = 0, False
-        commits.behind(msg.consumer, records)
+        commits.behind(consumer, records)
         metrics.batch_done(results, dead_letter_reasons, seconds)
-        metrics.observe_lag(msg.consumer, records)
+        metrics.observe_lag(consumer, records)
 
     return app
 
@@ -342,11 +341,37 @@ def _without_headers(record: Any) -> Any:
     )
 
 
-async def _the_message(message: Any) -> Any:
-    """The handler is given the message and decodes the raw records itself
-    (consumers/decode.py). FastStream's decoder would JSON-parse every body first, or
-    follow a sender's content-type header into a failure that, again, drops the batch."""
-    return message
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Delivery:
+    """What the handler takes of FastStream's message: its consumer and its records.
+
+    Not the message itself: FastStream keeps the decoder's result on the message, and a
+    message holding itself made every batch, its records included, garbage that only the
+    cyclic collector frees (71,282 records in a 30-second probe at 1,000 commands/s)."""
+
+    consumer: Any
+    records: tuple[Any, ...]
+
+
+async def _delivery(message: Any) -> _Delivery:
+    """The handler decodes the raw records itself (consumers/decode.py). FastStream's
+    decoder would JSON-parse every body first, or follow a sender's content-type header
+    into a failure that, again, drops the batch."""
+    raw = message.raw_message
+    return _Delivery(message.consumer, raw if isinstance(raw, tuple) else (raw,))
+
+
+def _rewind(consumer: Any, records: tuple[Any, ...]) -> None:
+    """Seek each partition of the batch back to its earliest record, so that the next
+    poll delivers the whole batch again (topped-up records included) and nothing is
+    committed past a record that was not answered."""
+    earliest: dict[TopicPartition, int] = {}
+    for record in records:
+        partition = TopicPartition(record.topic, record.partition)
+        if record.offset < earliest.get(partition, record.offset + 1):
+            earliest[partition] = record.offset
+    for partition, offset in earliest.items():
+        consumer.seek(partition, offset)
 
 
 async def _process(
