@@ -324,7 +324,8 @@ class Ledger(Application[UUID]):
             result.processed_at_ms = now_ms
             records[key] = RequestRecord(command.fingerprint(), result)
             results.append(result)
-        return self._save(batch, results, records, primaries)
+        stream_of = dict(zip(keys, stream_ids, strict=True))
+        return self._save(batch, results, records, primaries, stream_of)
 
     def _apply(
         self,
@@ -375,9 +376,11 @@ class Ledger(Application[UUID]):
         results: list[Result],
         records: dict[str, RequestRecord],
         primaries: dict[str, Any],
+        stream_ids: dict[str, UUID],
     ) -> list[Result]:
         """Write the batch's events and request records in one transaction, then
-        fill in the sequences and remember what was written."""
+        fill in the sequences and remember what was written. `stream_ids` are the
+        request streams' ids `_run` computed, by request key."""
         stored = [stored_event(event) for event in batch.events]
         hashes = [event.hash for event in batch.events]
         for request_id, record in records.items():
@@ -386,7 +389,11 @@ class Ledger(Application[UUID]):
                 None if primary is None else [primary.originator_id.hex, primary.originator_version]
             )
             request, request_hash = RequestHandled.stored(
-                request_id, record.fingerprint, record.result.outcome(), book_ref
+                request_id,
+                record.fingerprint,
+                record.result.outcome(),
+                book_ref,
+                stream_id=stream_ids[request_id],
             )
             stored.append(request)
             hashes.append(request_hash)
@@ -407,7 +414,7 @@ class Ledger(Application[UUID]):
             self._aggregates.put(aggregate.id, aggregate)
         for request_id, record in records.items():
             self._requests.put(request_id, record)
-            self._met.add(RequestHandled.stream_id(request_id))
+            self._met.add(stream_ids[request_id])
         return results
 
     def _insert(self, stored: list[StoredEvent]) -> Sequence[int]:

@@ -34,7 +34,7 @@ from eventsourcing.domain import DomainEvent
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.utils import get_topic
 
-from ledger.bounds import BALANCE_MAX_MINOR, BATCH_COMMANDS_MAX, USER_CODE_FIRST
+from ledger.bounds import BALANCE_MAX_MINOR, USER_CODE_FIRST
 from ledger.chain import GENESIS_HASH, ChainedAggregate, event_hash
 from ledger.errors import (
     BalanceLimitExceeded,
@@ -163,13 +163,21 @@ class RequestHandled(DomainEvent):
     hash: str
 
     @staticmethod
-    @functools.lru_cache(maxsize=4 * BATCH_COMMANDS_MAX)  # a batch asks twice per request
     def stream_id(request_id: str) -> UUID:
+        """The id of a requestId's stream. Not cached: a batch computes each once and
+        hands it on, and a cache of them (20,000 UUIDs, turned over at the command rate)
+        was the larger half of what the collector walked in the ledger process."""
         return name_uuid(f"request:{request_id}")
 
     @classmethod
     def stored(
-        cls, request_id: str, fingerprint: str, outcome: dict[str, Any], book_ref: list[Any] | None
+        cls,
+        request_id: str,
+        fingerprint: str,
+        outcome: dict[str, Any],
+        book_ref: list[Any] | None,
+        *,
+        stream_id: UUID | None = None,
     ) -> tuple[StoredEvent, str]:
         """The stored event of a requestId's stream (version 1: there is never a second),
         and its hash.
@@ -178,7 +186,9 @@ class RequestHandled(DomainEvent):
         eventsourcing's mapper makes of the event (tests/unit/test_stored_rows.py), without
         building the frozen event first. Every command writes one.
         """
-        stream_id, timestamp = cls.stream_id(request_id), cls.create_timestamp()
+        if stream_id is None:
+            stream_id = cls.stream_id(request_id)
+        timestamp = cls.create_timestamp()
         fields = {
             "request_id": request_id,
             "fingerprint": fingerprint,
