@@ -14,8 +14,10 @@ __all__ = [
     "GGR_DAYS_MAX",
     "IN_FLIGHT_PER_AGENT_MAX",
     "LISTEN_WAIT_SECONDS",
+    "PAGE_INTERVAL_SECONDS",
     "PAGE_ITEMS_DEFAULT",
     "PAGE_ITEMS_MAX",
+    "PAGE_PACED_EVENTS_MIN",
     "POSITION_POLL_SECONDS",
     "PROJECTOR_BACKOFF_SECONDS_MAX",
     "REPLAY_SWAP_ATTEMPTS_MAX",
@@ -52,6 +54,13 @@ RETRY_AFTER_SECONDS = 1
 # The projector waits this long for a NOTIFY from the store before it looks
 # for new events anyway (a notification can be missed across a reconnect).
 LISTEN_WAIT_SECONDS = 0.5
+
+# After a page of at least PAGE_PACED_EVENTS_MIN events (the store is busy), the
+# projector's next page starts at least PAGE_INTERVAL_SECONDS after it, so that each
+# page writes the rows it touches once per interval (`projections/views.py::PagePacer`).
+# Smaller pages are followed at once.
+PAGE_INTERVAL_SECONDS = 0.2
+PAGE_PACED_EVENTS_MIN = 100
 
 # After a database error the projector retries with an exponential backoff up to this.
 PROJECTOR_BACKOFF_SECONDS_MAX = 10.0

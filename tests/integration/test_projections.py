@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -189,6 +190,47 @@ def test_two_projectors_at_once_apply_every_event_exactly_once(
         ).fetchone()
     assert applied == (sum(p.events_applied for p in projectors),)
     assert all(p.events_applied > 0 for p in projectors)
+    assert dump_views(settings.database_url, settings.views_schema_name) == _rebuilt(
+        settings, ledger
+    )
+
+
+def test_a_projector_following_a_busy_store_spaces_its_large_pages_and_ends_equal(
+    settings: Settings, ledger: Ledger
+) -> None:
+    """Pages of at least PAGE_PACED_EVENTS_MIN events, not full, are followed by the next
+    page no sooner than PAGE_INTERVAL_SECONDS after their start (`views.PagePacer`)."""
+    follower = projector(settings, ledger)
+    pages: list[tuple[float, int, bool]] = []  # (started, events applied, full) of each move
+    project_page = follower.project_page
+
+    def recorded(conn: psycopg.Connection[Any]) -> int:
+        started = time.monotonic()
+        moved = project_page(conn)
+        if moved:
+            pages.append((started, follower.page_events_applied, follower.page_was_full))
+        return moved
+
+    follower.project_page = recorded  # type: ignore[method-assign]
+    stop = threading.Event()
+    thread = threading.Thread(target=follower.run_forever, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        _fill(ledger, seed=5, rounds=600)
+        deadline = time.monotonic() + PROJECTOR_SECONDS_MAX
+        while _position(settings) < store_position(ledger) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join(timeout=PROJECTOR_SECONDS_MAX)
+    paced = [
+        (page[0], after[0])
+        for page, after in itertools.pairwise(pages)
+        if page[1] >= views.PAGE_PACED_EVENTS_MIN and not page[2]
+    ]
+    assert paced, pages  # the store was busy enough to pace
+    # Event.wait never returns before its timeout; a millisecond for the float sums.
+    assert all(after - page >= views.PAGE_INTERVAL_SECONDS - 0.001 for page, after in paced)
     assert dump_views(settings.database_url, settings.views_schema_name) == _rebuilt(
         settings, ledger
     )
