@@ -143,10 +143,12 @@ async def sustained(
         raise RuntimeError(f"only {reader.received} of {count} results arrived")
     first_ms = min(a.processed_at_ms for a in reader.arrivals.values())
     last_ms = reader.last_received_ms
-    cpu = {name: cpu_seconds(pids()) - cpu_before[name] for name, pids in cpu_pids.items()}
     prepared.sustained_events = store_events()
     events = prepared.sustained_events - prepared.setup_events
     projected_ms = await _views_caught_up(store_events(), view_position)
+    # Sampled once the views caught up: a projector behind the last result still had
+    # work to do (its own and PostgreSQL's), and the others are idle meanwhile.
+    cpu = {name: cpu_seconds(pids()) - cpu_before[name] for name, pids in cpu_pids.items()}
     seconds = (last_ms - first_ms) / 1000
     projections_seconds = None if projected_ms is None else (projected_ms - first_ms) / 1000
     return Sustained(

@@ -187,7 +187,8 @@ def cpu_table(r: R) -> list[str]:
     e2e = r.get("e2e") or {}
     cpu, commands = e2e.get("cpu_seconds") or {}, e2e.get("commands") or 0
     rows = [
-        "| process (during the sustained run) | CPU seconds | CPU ms per 1,000 commands |",
+        "| process (sustained run, until the views caught up) | CPU seconds"
+        " | CPU ms per 1,000 commands |",
         "|---|---:|---:|",
     ]
     for name, seconds in cpu.items():
@@ -276,8 +277,9 @@ def _method() -> list[str]:
         "turns, one timed batch of 1,000 commands each, 20 turns in alternating order, so the "
         "machine's drift falls on every size alike; the cost is their total time over their "
         "commands, garbage-collection pauses included.",
-        "- CPU: /proc times of the ledger process, the PostgreSQL postmaster and its backends "
-        "(other users' sessions included), and the Kafka broker.",
+        "- CPU: /proc times of the ledger process, its read side, the PostgreSQL postmaster "
+        "and its backends (other users' sessions included), and the Kafka broker, from the "
+        "service's start until the views caught up with the sustained run.",
         "",
     ]
 
