@@ -593,6 +593,7 @@ class Projector:
         to that id is committed and visible. A page shorter than `page_events` covers
         everything up to the bound, the ignored events after its last row included.
         """
+        self.page_was_full = False
         row = conn.execute(self.sql_store_max).fetchone()
         assert row is not None
         upper = int(row[0])
@@ -625,7 +626,8 @@ class Projector:
             log.warning("projector following %s into schema %s", self.source, self.views_schema)
             pacer = PagePacer(PAGE_INTERVAL_SECONDS, PAGE_PACED_EVENTS_MIN)
             while not stop.is_set():
-                stop.wait(pacer.wait_seconds(time.monotonic()))
+                if stop.wait(pacer.wait_seconds(time.monotonic())):
+                    break
                 started = time.monotonic()
                 moved = self.project_page(conn)
                 pacer.page_done(started, self.page_events_applied, full=self.page_was_full)
