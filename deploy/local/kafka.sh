@@ -95,8 +95,17 @@ format_once() {
 running() {
   [[ -f $PIDFILE ]] || return 1
   local cmd
-  cmd=$(tr '\0' ' ' <"/proc/$(cat "$PIDFILE")/cmdline" 2>/dev/null) || return 1
+  # The braces put the redirection's own error (a stale pid) under 2>/dev/null too.
+  cmd=$({ tr '\0' ' ' <"/proc/$(cat "$PIDFILE")/cmdline"; } 2>/dev/null) || return 1
   [[ $cmd == *"kafka.Kafka $PROPS"* ]]
+}
+
+# The process we just started is still there (not gone, not a zombie), whatever its
+# command line says: until it has exec'd java, /proc shows the forked shell's.
+alive() {
+  local state
+  state=$({ grep -m1 '^State:' "/proc/$1/status"; } 2>/dev/null) || return 1
+  [[ $state != *"zombie"* ]]
 }
 
 # Answers a metadata request (not just an open port: the listener opens before
@@ -108,10 +117,12 @@ answering() {
   "$PYTHON" "$HERE/kafka_ready.py" "127.0.0.1:$PORT" >/dev/null 2>&1
 }
 
+# $1: the pid of a broker this script has just started, or empty for one found running.
 wait_ready() {
   local deadline=$((SECONDS + ${KAFKA_START_TIMEOUT:-90}))
   until answering; do
-    running || { log "broker exited; last log lines:"; tail -n 30 "$LOG" >&2; return 1; }
+    if [[ -n ${1:-} ]]; then alive "$1"; else running; fi ||
+      { log "broker exited; last log lines:"; tail -n 30 "$LOG" >&2; return 1; }
     ((SECONDS < deadline)) || { log "not ready after ${KAFKA_START_TIMEOUT:-90}s, see $LOG"; return 1; }
     sleep 1
   done
@@ -134,7 +145,7 @@ start() {
     "-Dorg.slf4j.simpleLogger.dateTimeFormat=yyyy-MM-dd'T'HH:mm:ss.SSS" \
     -cp "$LIBS/*" kafka.Kafka "$PROPS" >>"$LOG" 2>&1 </dev/null &
   echo $! >"$PIDFILE"
-  wait_ready
+  wait_ready $!
   log "ready on 127.0.0.1:$PORT"
 }
 
