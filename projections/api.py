@@ -515,6 +515,9 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
         docs_url="/docs",
         redoc_url=None,
+        # `/v1/agents/BR/` is an unknown path (1002, the envelope), not a bodiless 307
+        # that Starlette's router sends before any handler of ours could answer.
+        redirect_slashes=False,
     )
     app.state.runtime = runtime
     _add_error_handlers(app)
@@ -771,7 +774,9 @@ def _add_audit_routes(app: FastAPI, rt: Runtime) -> None:
         description="`account` is `agent:<code>`, `house:<code>` or `player:<userCode>`. "
         "`asOf` below 10^12 is a sequence, from 10^12 on epoch milliseconds; absent: now. "
         "The views index where each balance changed; the balance itself is read from the "
-        "stored event that set it. The `issuance` accounts are shared by every broker of a "
+        "stored event that set it. The request waits (as for minSequence) until the views "
+        "have reached every event the store holds up to that point, else 1001. "
+        "The `issuance` accounts are shared by every broker of a "
         "currency and are answered like an unknown agent.",
     )
     async def get_balance(
@@ -790,7 +795,14 @@ def _add_audit_routes(app: FastAPI, rt: Runtime) -> None:
             raise _agent_missing()
         if kind == "player" and not (name.isascii() and name.isdigit() and len(name) <= 18):
             raise _user_missing()
-        async with rt.read(_min_sequence(minSequence)) as (conn, position):
+        wanted = _min_sequence(minSequence) or 0
+        async with rt.pool.connection() as conn:
+            stored = await rt.q.store_position(conn)
+        # From the event store: every event the store holds up to the point asked for
+        # (`asOf` as a sequence, else all of it now) counts, so the views that locate
+        # the balance must have reached it (bounded like minSequence, else 1001).
+        reach = min(asOf, stored) if asOf is not None and asOf < ASOF_EPOCH_MS_MIN else stored
+        async with rt.read(max(wanted, reach) or None) as (conn, position):
             data = await _balance(rt, conn, caller, (kind, name), asOf, position)
         return _ok(data)
 

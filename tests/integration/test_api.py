@@ -520,6 +520,60 @@ def test_a_min_sequence_not_reached_in_time_is_503_with_retry_after(
         ledger.close()
 
 
+def test_a_point_in_time_balance_waits_for_the_views_to_reach_the_stored_event(
+    database_url: str, pg_schema: str
+) -> None:
+    """`/v1/balances` answers from the event store: a sequence the store holds is never
+    answered with an older balance because the views have not located it yet."""
+    settings = settings_for(database_url, pg_schema, api_min_sequence_wait_ms=300)
+    ledger = new_ledger(settings)
+    desk = Desk(ledger)
+    casino, alice = desk.casino()
+    views = projector(settings, ledger)
+    views.catch_up()
+    projected = desk.deposit(casino, alice, "1.00")
+    views.catch_up()
+    ahead = desk.deposit(casino, alice, "2.00")  # in the store, not in the views
+    assert projected.sequence is not None and ahead.sequence is not None
+    server = ApiServer(settings)
+    token, _ = token_for(settings, casino)
+    account = f"/v1/balances/player:{alice}"
+    try:
+        with server.client(token) as client:
+            known = client.get(account, params={"asOf": projected.sequence}).json()
+            assert (known["code"], known["data"]["balance"]) == (0, "101.00")
+            for params in ({"asOf": ahead.sequence}, {}, {"asOf": int(time.time() * 1000)}):
+                answer = client.get(account, params=params)
+                assert (answer.status_code, answer.json()["code"]) == (503, 1001), params
+                assert answer.headers["Retry-After"] == "1"
+        settings = settings_for(database_url, pg_schema, api_min_sequence_wait_ms=5_000)
+        server.stop()
+        server = ApiServer(settings)
+        late = threading.Timer(0.3, views.catch_up)
+        late.start()
+        with server.client(token) as client:
+            answer = client.get(account, params={"asOf": ahead.sequence}).json()
+        late.join()
+        assert answer["code"] == 0
+        assert answer["data"] == {
+            "account": f"player:{alice}",
+            "currency": "USD",
+            "balance": "103.00",
+            "sequence": ahead.sequence,
+            "asOfSequence": ahead.sequence,
+        }
+    finally:
+        server.stop()
+        ledger.close()
+
+
+def test_a_trailing_slash_is_an_unknown_path_with_the_envelope(world: World) -> None:
+    answer = world.get("/v1/agents/CA/")
+    assert answer.status_code == 400
+    assert answer.json()["code"] == 1002
+    assert "location" not in answer.headers
+
+
 # ------------------------------------------------------------------ pagination at scale
 
 
