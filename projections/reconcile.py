@@ -8,7 +8,10 @@ balances here (the CLI composes the two, see `projections/audit_cli.py`):
   `house:<code>`;
 - every `view_users` row: `balance_minor` against `player:<userCode>`; a seamless
   agent's player has none (NULL), and the events must give it none either;
-- every account the events give a non-zero balance must have its row.
+- every account the events give a non-zero balance must have its row;
+- every event the views name (creations, balance changes, history) is still in the
+  store, and the views' position is not past the store's end (`_Witness`: a deleted
+  tail of whole transactions leaves the store's own chains intact).
 
 Balances only agree at one sequence: the audit's balances are those after its last
 verified event. Views behind that sequence are not compared (`ViewComparison.behind`;
@@ -108,6 +111,7 @@ def compare_views(
             # The tracking table first, like every reader (see projections/replay.py).
             position = view_position(conn, views_schema)
             result = ViewComparison(views_schema, position, audited_sequence)
+            _Witness(result, ledger).run(conn)
             if result.behind:
                 return result
             changed = _changed_after(conn, ledger, audited_sequence, position)
@@ -135,6 +139,68 @@ def _changed_after(
             event: Any = ledger.mapper.to_domain_event(StoredEvent(*row))
             changed.update(event.balances)
     return changed
+
+
+class _Witness:
+    """The views as a witness held apart from the store: every event they were built
+    from must still be in it.
+
+    The store's own chains find an event edited, inserted, swapped or deleted before
+    the last seal of its writer; a tail of whole transactions deleted, seals and all,
+    leaves them intact (only an anchor kept outside the store shows it). The views
+    name the sequence of every event that created an agent or a player or changed a
+    balance, and their position is the store's newest sequence they read: a sequence
+    they name that the store no longer holds, or a position past the store's end, is a
+    deletion.
+    """
+
+    # (table, column naming a stored event's sequence)
+    NAMED = (
+        ("view_agents", "created_sequence"),
+        ("view_users", "created_sequence"),
+        ("view_balance_changes", "sequence"),
+        ("view_transactions", "sequence"),
+    )
+
+    def __init__(self, result: ViewComparison, ledger: Ledger) -> None:
+        self.result = result
+        recorder: Any = ledger.recorder
+        self.store = sql.Identifier(recorder.datastore.schema, recorder.events_table_name)
+
+    def run(self, conn: psycopg.Connection[Any]) -> None:
+        schema = sql.Identifier(self.result.views_schema)
+        row = conn.execute(
+            sql.SQL("SELECT coalesce(max(notification_id), 0) FROM {}").format(self.store)
+        ).fetchone()
+        stored_max = 0 if row is None else int(row[0])
+        if self.result.position > stored_max:
+            self.find(
+                "view_tracking",
+                "position",
+                f"is sequence {self.result.position} but the store ends at {stored_max}: "
+                "events the views were built from are gone from the store",
+            )
+        for table, column in self.NAMED:
+            missing = conn.execute(
+                sql.SQL(
+                    "SELECT DISTINCT w.{c} FROM {s}.{t} AS w WHERE NOT EXISTS"
+                    " (SELECT 1 FROM {e} AS e WHERE e.notification_id = w.{c})"
+                    " ORDER BY 1 LIMIT %s"
+                ).format(
+                    c=sql.Identifier(column),
+                    s=schema,
+                    t=sql.Identifier(table),
+                    e=self.store,
+                ),
+                (FINDINGS_MAX,),
+            ).fetchall()
+            for (sequence,) in missing:
+                self.find(table, f"sequence {sequence}", "names an event the store does not hold")
+
+    def find(self, table: str, key: str, what: str) -> None:
+        self.result.mismatches += 1
+        if len(self.result.findings) < FINDINGS_MAX:
+            self.result.findings.append(ViewFinding(table, key, what))
 
 
 class _Comparer:

@@ -174,6 +174,54 @@ def test_views_behind_the_audit_are_not_compared_and_views_ahead_skip_what_moved
     assert (ahead.agents, ahead.users) == (5, 12)
 
 
+def _delete_tail(settings: Settings, transactions: int) -> list[str]:
+    """Delete the store's last `transactions` whole transactions, seals included (the
+    store's own chains stay intact); the topics of the rows deleted."""
+    store = sql.Identifier(settings.database_schema, "ledger_events")
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        seals = [
+            n
+            for (n,) in conn.execute(
+                sql.SQL(
+                    "SELECT notification_id FROM {} WHERE topic = 'ledger.chain:BatchSealed'"
+                    " ORDER BY notification_id DESC LIMIT %s"
+                ).format(store),
+                (transactions + 1,),
+            )
+        ]
+        deleted = conn.execute(
+            sql.SQL("DELETE FROM {} WHERE notification_id > %s RETURNING topic").format(store),
+            (seals[-1],),
+        ).fetchall()
+    return [topic for (topic,) in deleted]
+
+
+@pytest.mark.parametrize("last", ["deposit", "create user"])
+def test_a_deleted_tail_of_whole_transactions_is_found_by_the_views(
+    fresh: tuple[Settings, Ledger], last: str
+) -> None:
+    """Deleting the newest transactions whole leaves the store's chains intact; the
+    views, built from those events, still name them: `audit verify` exits 1."""
+    settings, ledger = fresh
+    _fill(ledger, seed=41, rounds=60)
+    desk = Desk(ledger)
+    done = (
+        desk.deposit("MC1", 1001, "3")
+        if last == "deposit"
+        else desk.create_user("MC2", "late_player")
+    )
+    assert done.ok and done.sequence is not None
+    projector(settings, ledger).catch_up()
+    assert _cli(settings, "audit", "verify").exit_code == 0
+    deleted = _delete_tail(settings, transactions=1)
+    assert "ledger.domain:RequestHandled" in deleted and "ledger.chain:BatchSealed" in deleted
+    assert _audit(ledger).findings == []  # the store alone cannot tell
+    found = _cli(settings, "audit", "verify")
+    assert found.exit_code == 1, found.output
+    assert f"sequence {done.sequence}: names an event the store does not hold" in found.output
+    assert "view_tracking position: is sequence" in found.output
+
+
 # ------------------------------------------------------------------ replay
 
 
