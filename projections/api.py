@@ -308,6 +308,7 @@ class Stamp:
             return
         started = time.perf_counter()
         request_id = _request_id(scope)
+        scope = _without_empty_parameters(scope)
         status: list[int] = []
 
         async def stamped(message: Any) -> None:
@@ -330,6 +331,20 @@ class Stamp:
         route = getattr(scope.get("route"), "path", "other")
         self.metrics.requests.labels(route, str(status[0] if status else 0)).inc()
         self.metrics.latency.labels(route).observe(time.perf_counter() - started)
+
+
+def _without_empty_parameters(scope: Scope) -> Scope:
+    """A query parameter given empty is absent: `?cursor=&limit=`, as the contract writes
+    the paging parameters (and as many clients send a first page), is the first page of
+    100. Only an empty value is dropped; any other value is checked as before."""
+    query: bytes = scope.get("query_string", b"")
+    if not query:
+        return scope
+    parts = query.split(b"&")
+    kept = [part for part in parts if part.partition(b"=")[2]]
+    if len(kept) == len(parts):
+        return scope
+    return {**scope, "query_string": b"&".join(kept)}
 
 
 def _request_id(scope: Scope) -> str:

@@ -389,6 +389,26 @@ def test_parameters_are_validated_with_the_contract_codes(world: World) -> None:
     assert len(world.data(f"/v1/users/{alice}/transactions", limit=2000)["items"]) == 7
 
 
+def test_a_parameter_given_empty_is_absent(world: World) -> None:
+    """`?cursor=&limit=` as the contract writes it: the first page of the default size."""
+    alice = world.users["alice"]
+    history = f"/v1/users/{alice}/transactions"
+    assert world.data(history, cursor="", limit="") == world.data(history)
+    agent_history = "/v1/agents/CA/transactions"
+    blank = {"cursor": "", "limit": "", "from": "", "to": ""}
+    assert world.data(agent_history, **blank) == world.data(agent_history)
+    first = world.data(history, limit=2, cursor="")
+    assert len(first["items"]) == 2 and "nextCursor" in first
+    assert world.data("/v1/agents/CA", minSequence="") == world.data("/v1/agents/CA")
+    balance = f"/v1/balances/player:{alice}"
+    assert world.data(balance, asOf="") == world.data(balance)
+    assert world.data("/v1/agents/CA/ggr", **{"from": "", "to": ""}) == world.data(
+        "/v1/agents/CA/ggr"
+    )
+    answer = world.get(history, limit=" ")  # not empty: checked as before
+    assert (answer.status_code, answer.json()["code"]) == (400, 1002)
+
+
 def test_hostile_input_is_answered_as_bad_or_missing_never_as_our_failure(world: World) -> None:
     nul_cursor = "YwA"  # base64 of "c\x00"
     cases = {
