@@ -73,6 +73,9 @@ FETCH_WAIT_MS_MAX = 20
 # answers within a round trip when the broker has records (1, 2 and 5 ms measured alike).
 TOP_UP_WAIT_MS = 2
 RETRY_BACKOFF_SECONDS_MAX = 10.0
+# How often the newest seal (the anchor `ledger audit verify --anchor` checks) is logged
+# while the ledger writes; it is logged at shutdown too.
+ANCHOR_LOG_SECONDS = 60.0
 # At shutdown, how long the last batch's offset commit may take to land.
 COMMIT_DRAIN_SECONDS_MAX = 5.0
 # A batch that fails this often for a reason that is not the infrastructure's (a bug
@@ -135,6 +138,7 @@ def build_app(
     failures = 0
     isolating = False
     commits = _OffsetCommits()
+    anchors = _AnchorLog(ledger)
 
     @app.on_startup
     async def start_metrics() -> None:
@@ -177,6 +181,10 @@ def build_app(
         await commits.drain()
 
     @app.on_shutdown
+    async def log_last_anchor() -> None:
+        anchors.log(force=True)
+
+    @app.on_shutdown
     async def stop_metrics() -> None:
         if "s" in metrics_server:
             await asyncio.to_thread(metrics_server.pop("s").close)
@@ -217,10 +225,32 @@ def build_app(
         seconds = time.monotonic() - started
         failures, isolating = 0, False
         commits.behind(consumer, records)
+        anchors.log()
         metrics.batch_done(results, dead_letter_reasons, seconds)
         metrics.observe_lag(consumer, records)
 
     return app
+
+
+class _AnchorLog:
+    """Logs the ledger's newest seal, at most every ANCHOR_LOG_SECONDS and at shutdown:
+    the anchor an auditor keeps outside the store. The store's chains cannot show a tail
+    of whole transactions deleted, seals and all; `ledger audit verify --anchor` with a
+    logged anchor does. Only a new anchor is logged."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.logged_at = float("-inf")
+        self.last: str | None = None
+
+    def log(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.logged_at < ANCHOR_LOG_SECONDS:
+            return
+        anchor = self.ledger.anchor()
+        if anchor is not None and anchor != self.last:
+            log.info("seal anchor (ledger audit verify --anchor): %s", anchor)
+            self.last, self.logged_at = anchor, now
 
 
 class _OffsetCommits:

@@ -207,6 +207,13 @@ class Ledger(Application[UUID]):
         self.seal_version = 0
         self.seal_hash = GENESIS_HASH  # the newest seal: the anchor to publish
 
+    def anchor(self) -> str | None:
+        """This writer's newest seal as `WRITER:VERSION:HASH`, to keep outside the store
+        (`ledger audit verify --anchor`); None before its first write."""
+        if self.seal_version == 0:
+            return None
+        return f"{self.writer_id}:{self.seal_version}:{self.seal_hash}"
+
     # ----------------------------------------------------------------- reads
 
     def aggregate(self, stream_id: UUID, cls: type[A]) -> A | None:

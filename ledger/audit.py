@@ -11,8 +11,10 @@
   players' balances never go below zero; no balance passes the ceiling;
 - its request: every primary event is claimed by the request record of its
   requestId, written in the same transaction (a command applied twice fails);
-and at the end: the sum of all balances is zero per currency, and no txnId was
-used twice by one agent.
+and at the end: the sum of all balances is zero per currency, no txnId was used
+twice by one agent, and every anchor given (a seal kept outside the store, as the
+ledger logs it) is in the store with its hash: the chains alone cannot show a tail of
+whole transactions deleted, seals and all.
 
 Memory holds one entry per stream head, per account and per open transaction,
 never per event: a million events verify in the same memory as a thousand.
@@ -21,8 +23,9 @@ never per event: a million events verify in the same memory as a thousand.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
@@ -34,7 +37,7 @@ from ledger.bounds import BALANCE_MAX_MINOR
 from ledger.chain import GENESIS_HASH, event_hash, seal_digest
 from ledger.domain import request_key
 
-__all__ = ["AuditReport", "Finding", "verify"]
+__all__ = ["Anchor", "AuditReport", "Finding", "parse_anchor", "verify"]
 
 PAGE_EVENTS = 5_000
 FINDINGS_MAX = 100
@@ -46,6 +49,31 @@ _PRIMARY_NO_POSTINGS = (_BOOK + "AgentCreated", _BOOK + "UserRegistered")
 _REQUEST = "ledger.domain:RequestHandled"
 _SEAL = "ledger.chain:BatchSealed"
 _ISSUANCE_CREATED = "ledger.domain:Issuance.Created"
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """A seal kept outside the store: writer (its seal stream), version and hash.
+
+    The ledger logs its newest one (`Ledger.anchor`). The store's chains cannot show a
+    tail of whole transactions deleted, seals and all; an anchor taken before the
+    deletion can: its seal is gone, or has another hash.
+    """
+
+    writer: UUID
+    version: int
+    hash: str
+
+    def __str__(self) -> str:
+        return f"{self.writer}:{self.version}:{self.hash}"
+
+
+def parse_anchor(text: str) -> Anchor:
+    """`WRITER:VERSION:HASH`, as `Ledger.anchor` writes it; ValueError otherwise."""
+    writer, version, hash_ = text.strip().split(":")
+    if not version.isdigit() or int(version) < 1 or not re.fullmatch(r"[0-9a-f]{64}", hash_):
+        raise ValueError(f"not an anchor (WRITER:VERSION:HASH): {text!r}")
+    return Anchor(UUID(writer), int(version), hash_)
 
 
 @dataclass(frozen=True)
@@ -80,9 +108,10 @@ def _non_negative(account: str) -> bool:
 
 
 class _Verifier:
-    def __init__(self, transcoder: Transcoder) -> None:
+    def __init__(self, transcoder: Transcoder, anchors: Sequence[Anchor] = ()) -> None:
         self.transcoder = transcoder
         self.report = AuditReport()
+        self.anchors = {(a.writer, a.version): a for a in anchors}  # not met yet
         self.heads: dict[Stream, tuple[int, str]] = {}  # stream -> (version, hash)
         self.window: list[str] = []  # hashes since the last seal
         self.window_start = 1
@@ -110,6 +139,9 @@ class _Verifier:
         self.chain(n, state)
         if n.topic == _SEAL:
             self.seal(n, state)
+            anchor = self.anchors.pop((cast(UUID, n.originator_id), n.originator_version), None)
+            if anchor is not None and state.get("hash") != anchor.hash:
+                self.find(n, f"the seal's hash is not the anchor's {anchor.hash}")
             return
         self.window.append(str(state.get("hash", "")))
         if n.topic == _REQUEST:
@@ -238,6 +270,15 @@ class _Verifier:
                 self.find(n, f"{account} at {balance} breaks its bounds")
 
     def finish(self) -> AuditReport:
+        for anchor in self.anchors.values():
+            self.report.findings.append(
+                Finding(
+                    0,
+                    str(anchor.writer),
+                    f"the anchor's seal {anchor.version} is not in the store: "
+                    "transactions up to it were deleted",
+                )
+            )
         if self.window:
             self.report.findings.append(
                 Finding(self.window_start, "", f"{len(self.window)} events after the last seal")
@@ -276,9 +317,11 @@ def verify(
     recorder: ApplicationRecorder,
     transcoder: Transcoder,
     progress: Callable[[int], None] | None = None,
+    anchors: Sequence[Anchor] = (),
 ) -> AuditReport:
-    """Check the whole store; the report's findings name every event that is wrong."""
-    verifier = _Verifier(transcoder)
+    """Check the whole store; the report's findings name every event that is wrong, and
+    every anchor whose seal is missing or differs."""
+    verifier = _Verifier(transcoder, anchors)
     for n in notifications(recorder):
         verifier.event(n)
         if progress is not None and verifier.report.events % PAGE_EVENTS == 0:

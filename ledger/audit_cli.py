@@ -18,7 +18,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ledger.application import Ledger
-from ledger.audit import AuditReport, verify
+from ledger.audit import AuditReport, parse_anchor, verify
 from ledger.settings import Settings, store_env
 
 __all__ = ["REPORT_CHECKS", "ReportCheck", "audit_app"]
@@ -40,10 +40,22 @@ def verify_command(
             help="Then compare the read model's balances with the recomputed ones.",
         ),
     ] = True,
+    anchor: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--anchor",
+            help="A seal kept outside the store, WRITER:VERSION:HASH as the ledger logs it "
+            "('seal anchor'); it must be in the store with that hash. Repeatable.",
+        ),
+    ] = None,
 ) -> None:
     """Stream the whole store once and check every hash, seal, posting, claimed
     balance and request, then compare the read model's balances with the recomputed
     ones; exit 1 naming every event and every view row that is wrong."""
+    try:
+        anchors = [parse_anchor(text) for text in anchor or []]
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--anchor") from error
     settings = Settings()
     console = Console(stderr=True)
     ledger = Ledger(store_env(settings.database_url, settings.database_schema, 2))
@@ -62,6 +74,7 @@ def verify_command(
                 ledger.recorder,
                 ledger.mapper.transcoder,
                 progress=lambda done: progress.update(task, completed=done),
+                anchors=anchors,
             )
             progress.update(task, completed=report.events)
         elapsed = time.perf_counter() - started
@@ -83,6 +96,7 @@ def verify_command(
         ),
         ("speed", f"{report.events / elapsed:,.0f} events/s" if elapsed else "-"),
         ("peak memory", f"{peak_mb:,.0f} MiB"),
+        ("anchors checked", str(len(anchors))),
         ("findings", str(len(report.findings))),
     ):
         table.add_row(what, value)

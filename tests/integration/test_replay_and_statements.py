@@ -212,7 +212,10 @@ def test_a_deleted_tail_of_whole_transactions_is_found_by_the_views(
     )
     assert done.ok and done.sequence is not None
     projector(settings, ledger).catch_up()
+    anchor = ledger.anchor()
+    assert anchor is not None
     assert _cli(settings, "audit", "verify").exit_code == 0
+    assert _cli(settings, "audit", "verify", "--no-views", "--anchor", anchor).exit_code == 0
     deleted = _delete_tail(settings, transactions=1)
     assert "ledger.domain:RequestHandled" in deleted and "ledger.chain:BatchSealed" in deleted
     assert _audit(ledger).findings == []  # the store alone cannot tell
@@ -220,6 +223,11 @@ def test_a_deleted_tail_of_whole_transactions_is_found_by_the_views(
     assert found.exit_code == 1, found.output
     assert f"sequence {done.sequence}: names an event the store does not hold" in found.output
     assert "view_tracking position: is sequence" in found.output
+    # The anchor the ledger logged shows it from the store alone.
+    anchored = _cli(settings, "audit", "verify", "--no-views", "--anchor", anchor)
+    assert anchored.exit_code == 1, anchored.output
+    writer, version, _ = anchor.split(":")
+    assert f"stream {writer}: the anchor's seal {version} is not in the store" in anchored.output
 
 
 # ------------------------------------------------------------------ replay
