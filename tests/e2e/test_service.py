@@ -16,6 +16,9 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from ledger.application import Ledger
+from ledger.audit import parse_anchor, verify
+from ledger.settings import store_env
 from tests import topics
 
 READY_SECONDS_MAX = 60
@@ -29,6 +32,9 @@ class Service:
     dlq: str
     bootstrap: str
     process: subprocess.Popen[bytes]
+    log: Path
+    database_url: str
+    schema: str
 
 
 @pytest.fixture
@@ -62,7 +68,14 @@ def service(
         assert process.poll() is None, log.read_text()
         assert time.monotonic() < deadline, "the service did not get ready"
         time.sleep(0.1)
-    yield Service(*names, bootstrap=kafka_bootstrap, process=process)
+    yield Service(
+        *names,
+        bootstrap=kafka_bootstrap,
+        process=process,
+        log=log,
+        database_url=database_url,
+        schema=pg_schema,
+    )
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=30) == 0
     topics.delete_sync(kafka_bootstrap, names)
@@ -144,3 +157,26 @@ async def test_commands_sent_to_kafka_get_one_result_each_and_poison_goes_to_the
     assert sorted(r.value for r in dead) == sorted([b"{not json", messages[9][1]])
     reasons = {dict(r.headers)["x-dlq-reason"] for r in dead}
     assert reasons == {b"value is not JSON", b"no usable requestId (a UUID string)"}
+
+
+async def test_the_service_logs_seal_anchors_that_the_audit_finds_in_the_store(
+    service: Service,
+) -> None:
+    """The newest seal, logged while the service writes (and at shutdown), is the anchor
+    `ledger audit verify --anchor` checks against the store."""
+    messages = [command("createAgent", "BR", currency="USD", mode="transfer", name="Broker")]
+    await _send(service, messages)
+    assert len([r async for r in _read(service.bootstrap, service.results, 1)]) == 1
+    deadline = time.monotonic() + RESULTS_SECONDS_MAX
+    marker = b"seal anchor (ledger audit verify --anchor): "
+    while marker not in service.log.read_bytes():
+        assert time.monotonic() < deadline, service.log.read_text()
+        time.sleep(0.1)
+    lines = [line for line in service.log.read_bytes().splitlines() if marker in line]
+    anchor = parse_anchor(lines[-1].split(marker)[1].decode())
+    ledger = Ledger(store_env(service.database_url, service.schema))
+    try:
+        report = verify(ledger.recorder, ledger.mapper.transcoder, anchors=[anchor])
+    finally:
+        ledger.close()
+    assert report.findings == [] and report.seals >= 1
