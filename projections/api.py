@@ -702,6 +702,8 @@ def _add_agent_routes(app: FastAPI, rt: Runtime) -> None:
     ) -> Response:
         caller = _caller(request)
         days = (_day(from_, date.min), _day(to, date.max))
+        if days[0] > days[1]:  # as the history's window: an inverted range is the caller's
+            raise ApiError(Code.PARAMETERS_INVALID, "from must not be after to")
         async with rt.read(_min_sequence(minSequence)) as (conn, position):
             agent = await rt.q.find_agent(conn, agentCode, caller.agent_code)
             if agent is None:

@@ -372,6 +372,7 @@ def test_parameters_are_validated_with_the_contract_codes(world: World) -> None:
         ("/v1/agents/OP/children", {"cursor": "czEyMw"}),  # a history cursor
         ("/v1/agents/CA/transactions", {"from": 10, "to": 5}),
         ("/v1/agents/CA/ggr", {"from": "31-01-2025"}),
+        ("/v1/agents/CA/ggr", {"from": "2025-02-01", "to": "2025-01-31"}),
         ("/v1/agents/CA", {"minSequence": -1}),
         (f"/v1/balances/player:{alice}", {"asOf": -5}),
     ]
