@@ -30,6 +30,7 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, StoredEvent, Transcoder
 from eventsourcing.utils import Environment
 
+from ledger.audit import Anchor
 from ledger.book import AgentBook
 from ledger.bounds import (
     BATCH_COMMANDS_MAX,
@@ -212,7 +213,7 @@ class Ledger(Application[UUID]):
         (`ledger audit verify --anchor`); None before its first write."""
         if self.seal_version == 0:
             return None
-        return f"{self.writer_id}:{self.seal_version}:{self.seal_hash}"
+        return str(Anchor(self.writer_id, self.seal_version, self.seal_hash))
 
     # ----------------------------------------------------------------- reads
 
